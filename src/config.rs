@@ -1,0 +1,228 @@
+//! One typed configuration, filled from flags and `COOP_*` environment variables.
+//! Every value is checked here, at start, so a typo stops the process with a
+//! message naming the variable instead of surfacing later as a strange failure.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address and port to serve on.
+    #[arg(long = "listen", env = "COOP_LISTEN", value_name = "COOP_LISTEN",
+          default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+    pub listen: SocketAddr,
+
+    /// Folder for the embedded tier's SQLite database.
+    #[arg(
+        long = "data-dir",
+        env = "COOP_DATA_DIR",
+        value_name = "COOP_DATA_DIR",
+        default_value = "./coop-data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// `sqlite://…` or `postgres://…` (the primary). Default: SQLite in the data dir.
+    #[arg(long = "database-url", env = "COOP_DATABASE_URL", value_name = "COOP_DATABASE_URL",
+          value_parser = parse_database_url)]
+    pub database_url: Option<DatabaseUrl>,
+
+    /// `redis://…`: when set, sessions live in Redis so any instance can serve any user.
+    #[arg(long = "redis-url", env = "COOP_REDIS_URL", value_name = "COOP_REDIS_URL",
+          value_parser = parse_redis_url)]
+    pub redis_url: Option<String>,
+
+    /// Name reported by `/health` and in metrics. Default: host:port.
+    #[arg(
+        long = "instance-id",
+        env = "COOP_INSTANCE_ID",
+        value_name = "COOP_INSTANCE_ID"
+    )]
+    pub instance_id: Option<String>,
+
+    /// Log format.
+    #[arg(
+        long = "log",
+        env = "COOP_LOG",
+        value_name = "COOP_LOG",
+        default_value = "pretty"
+    )]
+    pub log: LogFormat,
+
+    /// Connections in the database pool (per instance).
+    #[arg(long = "db-pool-size", env = "COOP_DB_POOL_SIZE", value_name = "COOP_DB_POOL_SIZE",
+          default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_pool_size: u32,
+
+    /// How long a request waits for a pooled connection before answering 503.
+    #[arg(long = "db-acquire-timeout", env = "COOP_DB_ACQUIRE_TIMEOUT",
+          value_name = "COOP_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_acquire_timeout: Duration,
+
+    /// Session lifetime.
+    #[arg(long = "session-ttl", env = "COOP_SESSION_TTL", value_name = "COOP_SESSION_TTL",
+          default_value = "7d", value_parser = parse_duration)]
+    pub session_ttl: Duration,
+
+    /// Mark the session cookie `Secure` (set when TLS terminates in front of Coop).
+    #[arg(long = "secure-cookies", env = "COOP_SECURE_COOKIES", value_name = "COOP_SECURE_COOKIES",
+          default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub secure_cookies: bool,
+
+    /// After SIGTERM, keep serving (with `/ready` at 503) this long so load balancers
+    /// notice before the listener closes.
+    #[arg(long = "drain-delay", env = "COOP_DRAIN_DELAY", value_name = "COOP_DRAIN_DELAY",
+          default_value = "0s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+
+    /// Longest wait for in-flight requests to finish at shutdown.
+    #[arg(long = "shutdown-timeout", env = "COOP_SHUTDOWN_TIMEOUT",
+          value_name = "COOP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl Config {
+    /// The database to use: the configured URL, or the embedded SQLite file.
+    pub fn database(&self) -> DatabaseUrl {
+        self.database_url.clone().unwrap_or_else(|| {
+            DatabaseUrl::Sqlite(format!(
+                "sqlite://{}",
+                self.data_dir.join("coop.sqlite3").display()
+            ))
+        })
+    }
+
+    pub fn tier(&self) -> &'static str {
+        match self.database() {
+            DatabaseUrl::Sqlite(_) => "embedded (SQLite)",
+            DatabaseUrl::Postgres(_) if self.redis_url.is_some() => {
+                "distributed (PostgreSQL + Redis)"
+            }
+            DatabaseUrl::Postgres(_) => "PostgreSQL (sessions in the database)",
+        }
+    }
+
+    pub fn instance_id(&self, bound: SocketAddr) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .or_else(|| {
+                    std::fs::read_to_string("/etc/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_owned())
+                })
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| bound.ip().to_string());
+            format!("{host}:{}", bound.port())
+        })
+    }
+}
+
+fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    value.parse().map_err(|_| {
+        format!("COOP_LISTEN expects address:port such as 127.0.0.1:8080, got {value:?}")
+    })
+}
+
+fn parse_database_url(value: &str) -> Result<DatabaseUrl, String> {
+    if value.starts_with("sqlite:") {
+        Ok(DatabaseUrl::Sqlite(value.to_owned()))
+    } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        Ok(DatabaseUrl::Postgres(value.to_owned()))
+    } else {
+        Err(format!(
+            "COOP_DATABASE_URL expects sqlite://PATH or postgres://USER@HOST:PORT/DB, got {value:?}"
+        ))
+    }
+}
+
+fn parse_redis_url(value: &str) -> Result<String, String> {
+    if (value.starts_with("redis://") || value.starts_with("rediss://"))
+        && redis::Client::open(value).is_ok()
+    {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "COOP_REDIS_URL expects redis://HOST:PORT[/DB], got {value:?}"
+        ))
+    }
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("expected true or false, got {value:?}")),
+    }
+}
+
+/// Durations as `500ms`, `30s`, `5m`, `2h`, `7d` (a bare number is seconds).
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let expected =
+        || format!("expected a duration such as 500ms, 30s, 5m, 2h or 7d, got {value:?}");
+    let number: u64 = number.parse().map_err(|_| expected())?;
+    let millis = match unit {
+        "ms" => number,
+        "" | "s" => number.saturating_mul(1_000),
+        "m" => number.saturating_mul(60_000),
+        "h" => number.saturating_mul(3_600_000),
+        "d" => number.saturating_mul(86_400_000),
+        _ => return Err(expected()),
+    };
+    Ok(Duration::from_millis(millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn database_urls_must_name_a_known_backend() {
+        assert!(matches!(
+            parse_database_url("postgres://u@h/db"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert!(matches!(
+            parse_database_url("sqlite://x.db"),
+            Ok(DatabaseUrl::Sqlite(_))
+        ));
+        let err = parse_database_url("mysql://h/db").unwrap_err();
+        assert!(err.contains("COOP_DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn bad_listen_address_names_the_variable() {
+        let err = parse_listen("localhost").unwrap_err();
+        assert!(err.contains("COOP_LISTEN"), "{err}");
+    }
+}

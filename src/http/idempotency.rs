@@ -1,0 +1,222 @@
+//! `Idempotency-Key` on POST: the first request with a key runs; a repeat with
+//! the same key and the same request gets the first response back without the
+//! work being done again; the same key with a different request is a 422.
+//!
+//! The key is reserved (a row with no response yet) before the handler runs, and
+//! the response is saved after. If the process dies in between, the reservation
+//! stays and repeats get 409 until it expires: a client can be told to wait, but
+//! is never given a duplicate. A 5xx releases the reservation so a retry can run.
+//! Keys are scoped per user (or to anonymous callers), so users cannot collide.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use sha2::{Digest, Sha256};
+
+use super::MAX_BODY_BYTES;
+use crate::error::ApiError;
+use crate::session::token_from_headers;
+use crate::state::AppState;
+use crate::store::idempotency::{self, Begin, StoredResponse};
+
+pub const HEADER: &str = "idempotency-key";
+const REPLAYED_HEADER: &str = "idempotent-replayed";
+/// Response headers worth replaying; the rest (date, length) are regenerated.
+const REPLAYED_HEADERS: &[HeaderName] = &[
+    header::CONTENT_TYPE,
+    header::LOCATION,
+    header::ETAG,
+    header::SET_COOKIE,
+];
+
+pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST || !req.headers().contains_key(HEADER) {
+        return next.run(req).await;
+    }
+    match run_once(&state, req, next).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+async fn run_once(state: &AppState, req: Request, next: Next) -> Result<Response, Response> {
+    let key = parse_key(req.headers().get(HEADER)).map_err(IntoResponse::into_response)?;
+    let scope = scope_of(state, req.headers())
+        .await
+        .map_err(IntoResponse::into_response)?;
+
+    let (parts, body) = req.into_parts();
+    let body = read_body(body).await.map_err(IntoResponse::into_response)?;
+    let request_hash = fingerprint(&parts.method, &parts.uri, &body);
+
+    match idempotency::begin(&state.db, &scope, &key, &request_hash)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?
+    {
+        Begin::Replay(stored) => return Ok(replay(stored)),
+        Begin::Mismatch => {
+            return Err(ApiError::Unprocessable {
+                code: "idempotency_key_reused",
+                message: "this Idempotency-Key was already used for a different request; \
+                          use a new key for a new request"
+                    .into(),
+            }
+            .into_response());
+        }
+        Begin::InProgress => {
+            let mut response = ApiError::Conflict {
+                code: "request_in_progress",
+                message: "a request with this Idempotency-Key is still being processed; \
+                          retry shortly to get its response"
+                    .into(),
+                fields: None,
+            }
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Err(response);
+        }
+        Begin::Proceed => {}
+    }
+
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let (parts, body) = response.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => {
+            let _ = idempotency::abandon(&state.db, &scope, &key).await;
+            return Err(
+                ApiError::Internal(anyhow::anyhow!("buffering response: {err}")).into_response(),
+            );
+        }
+    };
+
+    if parts.status.is_server_error() {
+        if let Err(err) = idempotency::abandon(&state.db, &scope, &key).await {
+            tracing::warn!(error = %err, "could not release an idempotency reservation");
+        }
+    } else {
+        let stored = StoredResponse {
+            status: parts.status.as_u16(),
+            headers: serialize_headers(&parts.headers),
+            body: body.to_vec(),
+        };
+        if let Err(err) = idempotency::complete(&state.db, &scope, &key, &stored).await {
+            // The work is done and answered; a repeat will see "in progress"
+            // rather than run it twice.
+            tracing::warn!(error = %err, "could not save an idempotent response");
+        }
+    }
+    Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+fn parse_key(value: Option<&HeaderValue>) -> Result<String, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters, e.g. a UUID",
+        )
+    };
+    let key = value.and_then(|v| v.to_str().ok()).ok_or_else(invalid)?;
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid());
+    }
+    Ok(key.to_owned())
+}
+
+async fn scope_of(state: &AppState, headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+    Ok(match token_from_headers(headers) {
+        Some(token) => match state.sessions.load(&token).await? {
+            Some(session) => format!("user:{}", session.user_id),
+            None => "anonymous".to_owned(),
+        },
+        None => "anonymous".to_owned(),
+    })
+}
+
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES)),
+        Err(err) => Err(ApiError::bad_request(
+            "unreadable_body",
+            format!("could not read the request body: {err}"),
+        )),
+    }
+}
+
+/// What makes two requests "the same": method, path and query, and body bytes.
+fn fingerprint(method: &Method, uri: &axum::http::Uri, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_str().as_bytes());
+    hasher.update([0]);
+    hasher.update(
+        uri.path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("")
+            .as_bytes(),
+    );
+    hasher.update([0]);
+    hasher.update(body);
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn serialize_headers(headers: &axum::http::HeaderMap) -> String {
+    let pairs: Vec<(&str, &str)> = REPLAYED_HEADERS
+        .iter()
+        .flat_map(|name| {
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(move |value| value.to_str().ok().map(|v| (name.as_str(), v)))
+        })
+        .collect();
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    let headers = response.headers_mut();
+    headers.remove(header::CONTENT_TYPE);
+    let pairs: Vec<(String, String)> = serde_json::from_str(&stored.headers).unwrap_or_default();
+    for (name, value) in pairs {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.append(name, value);
+        }
+    }
+    headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_must_be_visible_ascii() {
+        assert!(parse_key(Some(&HeaderValue::from_static("abc-123"))).is_ok());
+        assert!(parse_key(Some(&HeaderValue::from_static(""))).is_err());
+        assert!(parse_key(Some(&HeaderValue::from_static("has space"))).is_err());
+        let long = HeaderValue::from_str(&"k".repeat(256)).unwrap();
+        assert!(parse_key(Some(&long)).is_err());
+    }
+
+    #[test]
+    fn fingerprints_differ_by_body_and_path() {
+        let a = fingerprint(&Method::POST, &"/a".parse().unwrap(), b"{}");
+        assert_eq!(a, fingerprint(&Method::POST, &"/a".parse().unwrap(), b"{}"));
+        assert_ne!(a, fingerprint(&Method::POST, &"/b".parse().unwrap(), b"{}"));
+        assert_ne!(
+            a,
+            fingerprint(&Method::POST, &"/a".parse().unwrap(), b"{ }")
+        );
+    }
+}

@@ -1,0 +1,60 @@
+use clap::{Parser, Subcommand};
+
+use coop::config::Config;
+use coop::startup::{Application, shutdown_signal};
+use coop::store::Db;
+use coop::telemetry;
+
+/// Coop: the co-op platform. With no command, serves HTTP.
+#[derive(Parser)]
+#[command(name = "coop", version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve(Config),
+    /// Apply database migrations and exit.
+    Migrate(Config),
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(cli.config).await,
+        Some(Command::Serve(config)) => serve(config).await,
+        Some(Command::Migrate(config)) => migrate(config).await,
+    };
+    if let Err(err) = result {
+        eprintln!("coop: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    telemetry::init(config.log);
+    let tier = config.tier();
+    let app = Application::build(config).await?;
+    tracing::info!(
+        address = %app.address(),
+        instance = %app.state().instance_id,
+        tier,
+        "Coop is serving: open http://{}/",
+        app.address()
+    );
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    telemetry::init(config.log);
+    let db = Db::connect(&config).await?;
+    db.migrate().await?;
+    tracing::info!(backend = db.backend(), "migrations applied");
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! Co-ops and their users.
+
+use uuid::Uuid;
+
+use super::{Db, now};
+use crate::domain::{Email, Name, PasswordHash, Role};
+use crate::with_conn;
+
+pub struct NewCoop<'a> {
+    pub name: &'a Name,
+    pub coordinator_name: &'a Name,
+    pub coordinator_email: &'a Email,
+    pub coordinator_password: &'a PasswordHash,
+}
+
+pub struct CreatedCoop {
+    pub coop_id: Uuid,
+    pub coordinator_id: Uuid,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub coop_id: Uuid,
+    pub email: String,
+    pub password_hash: String,
+    pub role: String,
+    pub family_id: Option<Uuid>,
+}
+
+impl UserRow {
+    pub fn role(&self) -> Role {
+        // The CHECK constraint admits only the two roles; anything else would be
+        // a corrupted row, which we treat as the least-privileged role.
+        Role::parse(&self.role).unwrap_or(Role::Family)
+    }
+}
+
+/// Creates the co-op and its first coordinator together: a co-op without a
+/// coordinator could never be managed.
+pub async fn create_coop(db: &Db, new: NewCoop<'_>) -> Result<CreatedCoop, sqlx::Error> {
+    let created = CreatedCoop {
+        coop_id: Uuid::now_v7(),
+        coordinator_id: Uuid::now_v7(),
+    };
+    let at = now();
+    with_conn!(db, conn => {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::query("INSERT INTO coops (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(created.coop_id)
+            .bind(new.name.as_str())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO users (id, coop_id, email, name, password_hash, role, family_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)",
+        )
+        .bind(created.coordinator_id)
+        .bind(created.coop_id)
+        .bind(new.coordinator_email.as_str())
+        .bind(new.coordinator_name.as_str())
+        .bind(&new.coordinator_password.0)
+        .bind(Role::Coordinator.as_str())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    });
+    Ok(created)
+}
+
+pub async fn find_user_by_email(db: &Db, email: &Email) -> Result<Option<UserRow>, sqlx::Error> {
+    const SQL: &str =
+        "SELECT id, coop_id, email, password_hash, role, family_id FROM users WHERE email = $1";
+    with_conn!(db, conn => {
+        sqlx::query_as::<_, UserRow>(SQL)
+            .bind(email.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+    })
+}

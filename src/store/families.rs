@@ -1,0 +1,177 @@
+//! Families, always scoped by the caller's co-op.
+
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{Db, now};
+use crate::domain::{Email, Name};
+use crate::with_conn;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FamilyRow {
+    pub id: Uuid,
+    pub coop_id: Uuid,
+    pub family_name: String,
+    pub email: String,
+    pub enrollment_date: Date,
+    pub version: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+const COLUMNS: &str =
+    "id, coop_id, family_name, email, enrollment_date, version, created_at, updated_at";
+
+pub struct FamilyFields<'a> {
+    pub family_name: &'a Name,
+    pub email: &'a Email,
+    pub enrollment_date: Date,
+}
+
+pub enum UpdateOutcome {
+    Updated(FamilyRow),
+    NotFound,
+    VersionMismatch { current: i64 },
+}
+
+pub async fn insert(
+    db: &Db,
+    coop_id: Uuid,
+    fields: &FamilyFields<'_>,
+) -> Result<FamilyRow, sqlx::Error> {
+    let at = now();
+    let row = FamilyRow {
+        id: Uuid::now_v7(),
+        coop_id,
+        family_name: fields.family_name.as_str().to_owned(),
+        email: fields.email.as_str().to_owned(),
+        enrollment_date: fields.enrollment_date,
+        version: 1,
+        created_at: at,
+        updated_at: at,
+    };
+    with_conn!(db, conn => {
+        sqlx::query(
+            "INSERT INTO families (id, coop_id, family_name, email, enrollment_date, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(row.id)
+        .bind(row.coop_id)
+        .bind(&row.family_name)
+        .bind(&row.email)
+        .bind(row.enrollment_date)
+        .bind(row.version)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(&mut *conn)
+        .await?;
+    });
+    Ok(row)
+}
+
+pub async fn get(db: &Db, coop_id: Uuid, id: Uuid) -> Result<Option<FamilyRow>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM families WHERE coop_id = $1 AND id = $2");
+    with_conn!(db, conn => {
+        sqlx::query_as::<_, FamilyRow>(&sql)
+            .bind(coop_id)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+    })
+}
+
+/// One page in id order (UUIDv7: creation order), starting after `after`.
+pub async fn list(
+    db: &Db,
+    coop_id: Uuid,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<FamilyRow>, sqlx::Error> {
+    let sql = match after {
+        Some(_) => format!(
+            "SELECT {COLUMNS} FROM families WHERE coop_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ),
+        None => format!("SELECT {COLUMNS} FROM families WHERE coop_id = $1 ORDER BY id LIMIT $2"),
+    };
+    with_conn!(db, conn => {
+        let mut query = sqlx::query_as::<_, FamilyRow>(&sql).bind(coop_id);
+        if let Some(after) = after {
+            query = query.bind(after);
+        }
+        query.bind(i64::from(limit)).fetch_all(&mut *conn).await
+    })
+}
+
+/// Replaces the family's fields if it exists in this co-op and, when
+/// `expected_version` is given, is still at that version (optimistic locking: the
+/// compare and the write are one statement, so two writers cannot both win).
+pub async fn update(
+    db: &Db,
+    coop_id: Uuid,
+    id: Uuid,
+    fields: &FamilyFields<'_>,
+    expected_version: Option<i64>,
+) -> Result<UpdateOutcome, sqlx::Error> {
+    let sql = format!(
+        "UPDATE families SET family_name = $1, email = $2, enrollment_date = $3, \
+         version = version + 1, updated_at = $4 \
+         WHERE coop_id = $5 AND id = $6 AND ($7 OR version = $8) RETURNING {COLUMNS}"
+    );
+    let updated = with_conn!(db, conn => {
+        sqlx::query_as::<_, FamilyRow>(&sql)
+            .bind(fields.family_name.as_str())
+            .bind(fields.email.as_str())
+            .bind(fields.enrollment_date)
+            .bind(now())
+            .bind(coop_id)
+            .bind(id)
+            .bind(expected_version.is_none())
+            .bind(expected_version.unwrap_or_default())
+            .fetch_optional(&mut *conn)
+            .await?
+    });
+    match updated {
+        Some(row) => Ok(UpdateOutcome::Updated(row)),
+        None => Ok(match get(db, coop_id, id).await? {
+            Some(current) => UpdateOutcome::VersionMismatch {
+                current: current.version,
+            },
+            None => UpdateOutcome::NotFound,
+        }),
+    }
+}
+
+pub enum DeleteOutcome {
+    Deleted,
+    NotFound,
+    VersionMismatch { current: i64 },
+}
+
+pub async fn delete(
+    db: &Db,
+    coop_id: Uuid,
+    id: Uuid,
+    expected_version: Option<i64>,
+) -> Result<DeleteOutcome, sqlx::Error> {
+    const SQL: &str =
+        "DELETE FROM families WHERE coop_id = $1 AND id = $2 AND ($3 OR version = $4)";
+    let deleted = with_conn!(db, conn => {
+        sqlx::query(SQL)
+            .bind(coop_id)
+            .bind(id)
+            .bind(expected_version.is_none())
+            .bind(expected_version.unwrap_or_default())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+    });
+    if deleted > 0 {
+        return Ok(DeleteOutcome::Deleted);
+    }
+    Ok(match get(db, coop_id, id).await? {
+        Some(current) => DeleteOutcome::VersionMismatch {
+            current: current.version,
+        },
+        None => DeleteOutcome::NotFound,
+    })
+}

@@ -1,0 +1,212 @@
+//! Database access. One `Db` value hides which backend the configuration chose:
+//! SQLite for the embedded tier, PostgreSQL for the distributed one. Queries are
+//! written once where the SQL is portable (SQLite accepts `$1` placeholders and
+//! `RETURNING`) and expanded for both pool types by `with_conn!`; the sqlx `Any`
+//! driver is not used because it cannot carry UUIDs, dates or timestamps.
+
+pub mod coops;
+pub mod families;
+pub mod idempotency;
+pub mod sessions;
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Database, PgPool, Pool, SqlitePool};
+
+use crate::config::{Config, DatabaseUrl};
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend
+/// `$db` is. The body is compiled once per backend, so it may use any query whose
+/// parameter and column types both drivers support.
+#[macro_export]
+macro_rules! with_conn {
+    ($db:expr, $conn:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Postgres(pool) => {
+                #[allow(unused_mut)]
+                let mut $conn = $crate::store::acquire(pool, "primary").await?;
+                $body
+            }
+            $crate::store::Db::Sqlite(pool) => {
+                #[allow(unused_mut)]
+                let mut $conn = $crate::store::acquire(pool, "primary").await?;
+                $body
+            }
+        }
+    };
+}
+
+impl Db {
+    /// Opens the pool (creating the SQLite file and its folder if needed).
+    pub async fn connect(config: &Config) -> anyhow::Result<Self> {
+        match config.database() {
+            DatabaseUrl::Postgres(url) => {
+                let options = PgConnectOptions::from_str(&url)
+                    .context("COOP_DATABASE_URL is not a valid PostgreSQL URL")?
+                    .application_name("coop");
+                let pool = PgPoolOptions::new()
+                    .max_connections(config.db_pool_size)
+                    .acquire_timeout(config.db_acquire_timeout)
+                    .connect_with(options)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "could not connect to PostgreSQL at {} (COOP_DATABASE_URL)",
+                            redact(&url)
+                        )
+                    })?;
+                Ok(Self::Postgres(pool))
+            }
+            DatabaseUrl::Sqlite(url) => {
+                let options = SqliteConnectOptions::from_str(&url)
+                    .context("COOP_DATABASE_URL is not a valid sqlite:// URL")?
+                    .create_if_missing(true)
+                    // WAL lets readers run beside the single writer; NORMAL sync is
+                    // durable across process crashes (not power loss) in WAL mode.
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true);
+                if let Some(parent) = options.get_filename().parent() {
+                    if !parent.as_os_str().is_empty() {
+                        std::fs::create_dir_all(parent).with_context(|| {
+                            format!(
+                                "could not create the data folder {} (COOP_DATA_DIR)",
+                                parent.display()
+                            )
+                        })?;
+                    }
+                }
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(config.db_pool_size.min(8))
+                    .acquire_timeout(config.db_acquire_timeout)
+                    .connect_with(options)
+                    .await
+                    .with_context(|| format!("could not open the SQLite database {url}"))?;
+                Ok(Self::Sqlite(pool))
+            }
+        }
+    }
+
+    /// Applies pending migrations. On PostgreSQL sqlx holds an advisory lock while
+    /// it migrates, so instances that start together apply each migration once.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+            Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+        }
+        .context("applying database migrations")
+    }
+
+    /// A cheap round trip, for readiness.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        with_conn!(self, conn => {
+            sqlx::query("SELECT 1").execute(&mut *conn).await?;
+        });
+        Ok(())
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Publishes pool gauges; called when `/metrics` is scraped.
+    pub fn record_pool_metrics(&self) {
+        match self {
+            Self::Postgres(pool) => record_pool(pool, "primary"),
+            Self::Sqlite(pool) => record_pool(pool, "primary"),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Postgres(pool) => pool.close().await,
+            Self::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Takes a connection from `pool`, counting the acquisitions that had to wait
+/// because every connection was busy and the pool was full.
+pub async fn acquire<DB: Database>(
+    pool: &Pool<DB>,
+    endpoint: &'static str,
+) -> Result<PoolConnection<DB>, sqlx::Error> {
+    let saturated = pool.num_idle() == 0 && pool.size() >= pool.options().get_max_connections();
+    if saturated {
+        metrics::counter!("db_pool_waits_total", "endpoint" => endpoint).increment(1);
+    }
+    let started = Instant::now();
+    let conn = pool.acquire().await;
+    metrics::histogram!("db_pool_acquire_seconds", "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
+    if matches!(conn, Err(sqlx::Error::PoolTimedOut)) {
+        metrics::counter!("db_pool_timeouts_total", "endpoint" => endpoint).increment(1);
+    }
+    conn
+}
+
+fn record_pool<DB: Database>(pool: &Pool<DB>, endpoint: &'static str) {
+    let size = pool.size() as f64;
+    let idle = pool.num_idle() as f64;
+    metrics::gauge!("db_pool_connections", "endpoint" => endpoint, "state" => "open").set(size);
+    metrics::gauge!("db_pool_connections", "endpoint" => endpoint, "state" => "idle").set(idle);
+    metrics::gauge!("db_pool_connections", "endpoint" => endpoint, "state" => "in_use")
+        .set(size - idle);
+    metrics::gauge!("db_pool_max_connections", "endpoint" => endpoint)
+        .set(pool.options().get_max_connections() as f64);
+}
+
+/// True when `err` is a unique-constraint violation (on either backend).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub fn now() -> time::OffsetDateTime {
+    // Microsecond precision: what PostgreSQL stores, so a value read back equals
+    // the value written on both backends.
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_hidden_in_messages() {
+        assert_eq!(
+            super::redact("postgres://coop:secret@db:5432/coop"),
+            "postgres://coop:***@db:5432/coop"
+        );
+        assert_eq!(super::redact("postgres://db/coop"), "postgres://db/coop");
+    }
+}
