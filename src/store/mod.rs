@@ -78,15 +78,17 @@ impl Db {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true);
-                if let Some(parent) = options.get_filename().parent() {
-                    if !parent.as_os_str().is_empty() {
-                        std::fs::create_dir_all(parent).with_context(|| {
-                            format!(
-                                "could not create the data folder {} (COOP_DATA_DIR)",
-                                parent.display()
-                            )
-                        })?;
-                    }
+                if let Some(parent) = options
+                    .get_filename()
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(parent).with_context(|| {
+                        format!(
+                            "could not create the data folder {} (COOP_DATA_DIR)",
+                            parent.display()
+                        )
+                    })?;
                 }
                 let pool = SqlitePoolOptions::new()
                     .max_connections(config.db_pool_size.min(8))

@@ -1,0 +1,139 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::both_tiers;
+use crate::helpers::{Tier, spawn_app, spawn_app_on};
+
+both_tiers!(
+    login_sets_a_safe_cookie_and_me_answers,
+    wrong_email_and_wrong_password_look_the_same,
+    every_login_gets_a_new_session,
+    logout_deletes_the_session,
+    me_needs_a_valid_session,
+    login_requires_both_fields,
+);
+
+async fn login_sets_a_safe_cookie_and_me_answers(tier: Tier) {
+    let app = spawn_app(tier).await;
+    let c = app.coordinator().await;
+    let login = app.login(&c.email, &c.password).await;
+    assert_eq!(login.status, StatusCode::OK);
+    let user = &login.json()["user"];
+    assert_eq!(user["email"], c.email.as_str());
+    assert_eq!(user["role"], "coordinator");
+    let cookie = login.header("set-cookie").unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "not Secure unless configured: {cookie}"
+    );
+
+    let me = app
+        .get("/api/v1/auth/me")
+        .session(&login.session_token())
+        .send()
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    let me = me.json();
+    assert_eq!(me["user_id"], c.user_id.as_str());
+    assert_eq!(me["coop_id"], c.coop_id.as_str());
+    assert_eq!(me["role"], "coordinator");
+    assert_eq!(me["email"], c.email.as_str());
+}
+
+async fn wrong_email_and_wrong_password_look_the_same(tier: Tier) {
+    let app = spawn_app(tier).await;
+    let c = app.coordinator().await;
+    let wrong_password = app.login(&c.email, "definitely-wrong").await;
+    let unknown_email = app.login("nobody@example.org", &c.password).await;
+    let malformed_email = app.login("nobody", &c.password).await;
+    for response in [&wrong_password, &unknown_email, &malformed_email] {
+        assert_eq!(
+            response.status,
+            StatusCode::UNAUTHORIZED,
+            "{}",
+            response.text
+        );
+        assert!(response.header("set-cookie").is_none());
+    }
+    assert_eq!(wrong_password.text, unknown_email.text);
+    assert_eq!(wrong_password.text, malformed_email.text);
+}
+
+async fn every_login_gets_a_new_session(tier: Tier) {
+    let app = spawn_app(tier).await;
+    let c = app.coordinator().await;
+    let second = app
+        .post(
+            "/api/v1/auth/login",
+            &json!({"email": c.email, "password": c.password}),
+        )
+        .session(&c.session)
+        .send()
+        .await;
+    assert_eq!(second.status, StatusCode::OK);
+    let new_token = second.session_token();
+    assert_ne!(
+        new_token, c.session,
+        "a log-in must issue a fresh session id"
+    );
+    // The session presented at log-in was replaced (no fixation).
+    let old = app.get("/api/v1/auth/me").session(&c.session).send().await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    let new = app.get("/api/v1/auth/me").session(&new_token).send().await;
+    assert_eq!(new.status, StatusCode::OK);
+}
+
+async fn logout_deletes_the_session(tier: Tier) {
+    let app = spawn_app(tier).await;
+    let c = app.coordinator().await;
+    let logout = app
+        .req(reqwest::Method::POST, "/api/v1/auth/logout")
+        .session(&c.session)
+        .send()
+        .await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    assert!(logout.header("set-cookie").unwrap().contains("Max-Age=0"));
+    // The token itself is dead in the shared store, not merely forgotten by the client.
+    let me = app.get("/api/v1/auth/me").session(&c.session).send().await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    // Logging out without a session is harmless.
+    let again = app
+        .req(reqwest::Method::POST, "/api/v1/auth/logout")
+        .send()
+        .await;
+    assert_eq!(again.status, StatusCode::NO_CONTENT);
+}
+
+async fn me_needs_a_valid_session(tier: Tier) {
+    let app = spawn_app(tier).await;
+    let none = app.get("/api/v1/auth/me").send().await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(none.error_code(), "unauthenticated");
+    for bogus in ["garbage", &"a".repeat(43), "", "x;y"] {
+        let response = app.get("/api/v1/auth/me").session(bogus).send().await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{bogus:?}");
+    }
+}
+
+async fn login_requires_both_fields(tier: Tier) {
+    let app = spawn_app(tier).await;
+    let response = app.post("/api/v1/auth/login", &json!({})).send().await;
+    assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields = &response.json()["error"]["fields"];
+    assert!(
+        fields["email"].is_string() && fields["password"].is_string(),
+        "{fields}"
+    );
+}
+
+#[tokio::test]
+async fn cookies_are_secure_when_configured() {
+    let backing = crate::helpers::Backing::new(Tier::Sqlite).await;
+    let app = spawn_app_on(backing, &["--secure-cookies", "true"]).await;
+    let c = app.coordinator().await;
+    let login = app.login(&c.email, &c.password).await;
+    assert!(login.header("set-cookie").unwrap().contains("; Secure"));
+}

@@ -1,0 +1,12 @@
+//! Black-box tests: Coop driven through HTTP as a client would, on both tiers.
+//! One test binary (faster to link); one module per area.
+
+mod helpers;
+
+mod auth;
+mod coops;
+mod families;
+mod idempotency;
+mod instances;
+mod operations;
+mod process;
