@@ -12,6 +12,7 @@ use axum::serve::ListenerExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::net::TcpListener;
 
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::http::metrics::prometheus_handle;
 use crate::routes;
@@ -39,16 +40,8 @@ impl Application {
             Some(url) => Some(connect_redis(url).await?),
             None => None,
         };
-        let sessions = match &redis {
-            Some(conn) => SessionStore::Redis {
-                conn: conn.clone(),
-                ttl: config.session_ttl,
-            },
-            None => SessionStore::Database {
-                db: db.clone(),
-                ttl: config.session_ttl,
-            },
-        };
+        let cache = build_cache(&config, &db, redis.as_ref());
+        let sessions = SessionStore::new(db.clone(), cache.clone(), config.session_ttl);
 
         let listener = TcpListener::bind(config.listen)
             .await
@@ -66,7 +59,8 @@ impl Application {
             config,
             db,
             sessions,
-            redis,
+            cache,
+            redis.map(|(_, conn)| conn),
             instance_id,
             prometheus_handle(),
         );
@@ -138,20 +132,41 @@ impl Application {
     }
 }
 
-async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
+/// Which cache tiers this configuration can keep coherent.
+fn build_cache(
+    config: &Config,
+    db: &Db,
+    redis: Option<&(redis::Client, ConnectionManager)>,
+) -> Cache {
+    match (config.cache, db, redis) {
+        (false, _, _) => Cache::disabled(),
+        (true, _, Some((client, conn))) => Cache::shared(config, client.clone(), conn.clone()),
+        (true, Db::Sqlite(_), None) => Cache::local(config),
+        (true, Db::Postgres(_), None) => {
+            // Several instances may share this database, and without Redis there
+            // is no way to tell the others about a write: cache nothing.
+            tracing::warn!(
+                "caching is off: PostgreSQL without COOP_REDIS_URL has no invalidation channel"
+            );
+            Cache::disabled()
+        }
+    }
+}
+
+async fn connect_redis(url: &str) -> anyhow::Result<(redis::Client, ConnectionManager)> {
     let client = redis::Client::open(url).context("COOP_REDIS_URL is not a valid Redis URL")?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(REDIS_TIMEOUT))
         .set_response_timeout(Some(REDIS_TIMEOUT));
     let conn = tokio::time::timeout(
         Duration::from_secs(5),
-        ConnectionManager::new_with_config(client, config),
+        ConnectionManager::new_with_config(client.clone(), config),
     )
     .await
     .map_err(|_| anyhow::anyhow!("timed out"))
     .and_then(|r| r.map_err(anyhow::Error::from))
     .with_context(|| format!("could not connect to Redis at {url} (COOP_REDIS_URL)"))?;
-    Ok(conn)
+    Ok((client, conn))
 }
 
 /// Periodic clean-up that keeps tables from growing without bound.

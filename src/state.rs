@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::session::SessionStore;
 use crate::store::Db;
@@ -19,6 +20,7 @@ pub struct Inner {
     pub config: Config,
     pub db: Db,
     pub sessions: SessionStore,
+    pub cache: Cache,
     pub redis: Option<ConnectionManager>,
     pub instance_id: String,
     pub metrics: PrometheusHandle,
@@ -30,6 +32,7 @@ impl AppState {
         config: Config,
         db: Db,
         sessions: SessionStore,
+        cache: Cache,
         redis: Option<ConnectionManager>,
         instance_id: String,
         metrics: PrometheusHandle,
@@ -38,6 +41,7 @@ impl AppState {
             config,
             db,
             sessions,
+            cache,
             redis,
             instance_id,
             metrics,

@@ -87,14 +87,15 @@ pub async fn login(
     if let Some(old) = token_from_headers(&headers) {
         state.sessions.delete(&old).await?;
     }
-    let session = SessionData {
+    let mut session = SessionData {
         user_id: user.id,
         coop_id: user.coop_id,
         role: user.role(),
         email: user.email.clone(),
         family_id: user.family_id,
+        expires_at: 0,
     };
-    let token = state.sessions.create(&session).await?;
+    let token = state.sessions.create(&mut session).await?;
     let cookie = session_cookie(
         &token,
         state.sessions.ttl().as_secs(),

@@ -8,6 +8,7 @@ use time::{Date, OffsetDateTime};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::cache::keys;
 use crate::domain::{Email, FieldCheck, Name, Role};
 use crate::error::{ApiError, ErrorBody, FieldErrors};
 use crate::http::auth::{AuthUser, Coordinator};
@@ -126,7 +127,11 @@ pub async fn get_family(
     if session.role == Role::Family && session.family_id != Some(id) {
         return Err(not_found());
     }
-    let row = store::families::get(&state.db, session.coop_id, id)
+    let row = state
+        .cache
+        .get_or_load(&keys::family(session.coop_id, id), || {
+            store::families::get(&state.db, session.coop_id, id)
+        })
         .await?
         .ok_or_else(not_found)?;
     Ok(family_response(StatusCode::OK, row))
@@ -196,7 +201,13 @@ pub async fn update_family(
         .await
         .map_err(email_conflict)?
     {
-        UpdateOutcome::Updated(row) => Ok(family_response(StatusCode::OK, row)),
+        UpdateOutcome::Updated(row) => {
+            state
+                .cache
+                .invalidate(&keys::family(session.coop_id, id))
+                .await;
+            Ok(family_response(StatusCode::OK, row))
+        }
         UpdateOutcome::NotFound => Err(not_found()),
         UpdateOutcome::VersionMismatch { current } => Err(version_mismatch(current)),
     }
@@ -215,7 +226,13 @@ pub async fn delete_family(
     let id = family_id(&id)?;
     let expected = if_match(&headers)?;
     match store::families::delete(&state.db, session.coop_id, id, expected).await? {
-        DeleteOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
+        DeleteOutcome::Deleted => {
+            state
+                .cache
+                .invalidate(&keys::family(session.coop_id, id))
+                .await;
+            Ok(StatusCode::NO_CONTENT)
+        }
         DeleteOutcome::NotFound => Err(not_found()),
         DeleteOutcome::VersionMismatch { current } => Err(version_mismatch(current)),
     }

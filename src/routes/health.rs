@@ -104,6 +104,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state.db.record_pool_metrics();
+    state.cache.record_metrics();
     state.metrics.run_upkeep();
     (
         [(
@@ -119,6 +120,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 pub async fn home(State(state): State<AppState>) -> Html<String> {
     let version = env!("CARGO_PKG_VERSION");
     let tier = state.config.tier();
+    let cache = state.cache.describe();
     let instance = html_escape(&state.instance_id);
     Html(format!(
         r#"<!doctype html>
@@ -132,6 +134,7 @@ pub async fn home(State(state): State<AppState>) -> Html<String> {
 <ul>
 <li>Version: <code>{version}</code></li>
 <li>Tier: <code>{tier}</code></li>
+<li>Cache: <code>{cache}</code></li>
 <li>Instance: <code>{instance}</code></li>
 </ul>
 <p>Start by creating a co-op with <code>POST /api/v1/coops</code>; the

@@ -1,17 +1,17 @@
-//! Server-side sessions in a store every instance shares: Redis when configured,
-//! otherwise the database. The cookie holds only a random token; the store is
-//! keyed by the token's SHA-256, so a copy of the store yields no usable cookie.
-
-use std::time::Duration;
+//! Server-side sessions. The cookie holds only a random token; the session
+//! record lives in the database, keyed by the token's SHA-256 (a copy of the
+//! table yields no usable cookie), and is read through the shared cache: in the
+//! distributed tier that is Redis plus each instance's L1, so any instance serves
+//! any user without a database read, and a Redis outage or restart logs nobody out.
 
 use base64::Engine;
 use rand::RngCore;
-use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 use uuid::Uuid;
 
+use crate::cache::{Cache, keys};
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::store::{self, Db};
@@ -27,39 +27,32 @@ pub struct SessionData {
     pub email: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family_id: Option<Uuid>,
+    /// Unix seconds. Checked on every use, since a cached copy may outlive it.
+    #[serde(default)]
+    pub expires_at: i64,
 }
 
 #[derive(Clone)]
-pub enum SessionStore {
-    Redis {
-        conn: ConnectionManager,
-        ttl: Duration,
-    },
-    Database {
-        db: Db,
-        ttl: Duration,
-    },
+pub struct SessionStore {
+    db: Db,
+    cache: Cache,
+    ttl: Duration,
 }
 
 impl SessionStore {
+    pub fn new(db: Db, cache: Cache, ttl: Duration) -> Self {
+        Self { db, cache, ttl }
+    }
+
     /// Stores `data` under a new random token and returns the token. A new token
     /// at every log-in defeats session fixation.
-    pub async fn create(&self, data: &SessionData) -> Result<String, ApiError> {
+    pub async fn create(&self, data: &mut SessionData) -> Result<String, ApiError> {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        data.expires_at = unix_now() + self.ttl.as_secs() as i64;
         let json = serde_json::to_string(data).map_err(anyhow::Error::from)?;
-        match self {
-            Self::Redis { conn, ttl } => {
-                let mut conn = conn.clone();
-                let _: () = conn
-                    .set_ex(redis_key(&token), json, ttl.as_secs().max(1))
-                    .await?;
-            }
-            Self::Database { db, ttl } => {
-                store::sessions::put(db, &hash(&token), &json, ttl.as_secs() as i64).await?;
-            }
-        }
+        store::sessions::put(&self.db, &hash(&token), &json, data.expires_at).await?;
         Ok(token)
     }
 
@@ -67,33 +60,37 @@ impl SessionStore {
         if !plausible_token(token) {
             return Ok(None);
         }
-        let json: Option<String> = match self {
-            Self::Redis { conn, .. } => conn.clone().get(redis_key(token)).await?,
-            Self::Database { db, .. } => store::sessions::get(db, &hash(token)).await?,
-        };
-        // A record we cannot read (e.g. written by an incompatible version) is
-        // treated as no session: the user logs in again.
-        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+        let token_hash = hash(token);
+        let session: Option<SessionData> = self
+            .cache
+            .get_or_load(&keys::session(&token_hash), || async {
+                // A record we cannot read (e.g. written by an incompatible
+                // version) is treated as no session: the user logs in again.
+                let json = store::sessions::get(&self.db, &token_hash).await?;
+                Ok(json.and_then(|j| serde_json::from_str::<SessionData>(&j).ok()))
+            })
+            .await?;
+        Ok(session.filter(|s| s.expires_at >= unix_now()))
     }
 
+    /// Ends the session everywhere: the record and every cached copy.
     pub async fn delete(&self, token: &str) -> Result<(), ApiError> {
         if !plausible_token(token) {
             return Ok(());
         }
-        match self {
-            Self::Redis { conn, .. } => {
-                let _: () = conn.clone().del(redis_key(token)).await?;
-            }
-            Self::Database { db, .. } => store::sessions::delete(db, &hash(token)).await?,
-        }
+        let token_hash = hash(token);
+        store::sessions::delete(&self.db, &token_hash).await?;
+        self.cache.invalidate(&keys::session(&token_hash)).await;
         Ok(())
     }
 
     pub fn ttl(&self) -> Duration {
-        match self {
-            Self::Redis { ttl, .. } | Self::Database { ttl, .. } => *ttl,
-        }
+        self.ttl
     }
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// Tokens are 43 URL-safe base64 characters; anything else never reaches the store.
@@ -107,10 +104,6 @@ fn plausible_token(token: &str) -> bool {
 fn hash(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn redis_key(token: &str) -> String {
-    format!("coop:session:{}", hash(token))
 }
 
 /// The session token from a `Cookie` header, if any.

@@ -7,7 +7,7 @@ use super::{Db, now};
 use crate::domain::{Email, Name};
 use crate::with_conn;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct FamilyRow {
     pub id: Uuid,
     pub coop_id: Uuid,

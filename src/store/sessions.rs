@@ -1,5 +1,4 @@
-//! Sessions kept in the database, for deployments without Redis (the embedded
-//! tier, or PostgreSQL alone).
+//! Session records (read through the cache by `session::SessionStore`).
 
 use super::Db;
 use crate::with_conn;
@@ -8,9 +7,13 @@ fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-pub async fn put(db: &Db, token_hash: &str, data: &str, ttl_secs: i64) -> Result<(), sqlx::Error> {
+pub async fn put(
+    db: &Db,
+    token_hash: &str,
+    data: &str,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
     const SQL: &str = "INSERT INTO sessions (token_hash, data, expires_at) VALUES ($1, $2, $3)";
-    let expires_at = unix_now() + ttl_secs;
     with_conn!(db, conn => {
         // Expired rows are swept as new ones arrive, so the table stays small
         // without a separate janitor.

@@ -155,11 +155,16 @@ pub fn config_from(args: &[String]) -> Config {
         .config
 }
 
-pub struct TestApp {
+/// Where requests go: an app's address and an HTTP client.
+pub struct Endpoint {
     pub address: String,
+    pub http: reqwest::Client,
+}
+
+pub struct TestApp {
+    endpoint: Endpoint,
     /// Keeps the database (or data folder) alive as long as the app.
     _backing: std::sync::Arc<Backing>,
-    pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -184,9 +189,11 @@ pub async fn spawn_app_on(backing: std::sync::Arc<Backing>, extra: &[&str]) -> T
         let _ = stopped.await;
     }));
     TestApp {
-        address,
+        endpoint: Endpoint {
+            address,
+            http: client(),
+        },
         _backing: backing,
-        http: client(),
         stop: Some(stop),
         server: Some(server),
     }
@@ -244,7 +251,7 @@ impl TestResponse {
 
 /// A builder for one request to an app.
 pub struct Req<'a> {
-    app: &'a TestApp,
+    app: &'a Endpoint,
     method: Method,
     path: String,
     session: Option<String>,
@@ -307,7 +314,7 @@ pub struct Coordinator {
 
 pub const PASSWORD: &str = "correct horse battery";
 
-impl TestApp {
+impl Endpoint {
     pub fn req(&self, method: Method, path: &str) -> Req<'_> {
         Req {
             app: self,
@@ -383,7 +390,17 @@ impl TestApp {
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
         created.json()
     }
+}
 
+impl std::ops::Deref for TestApp {
+    type Target = Endpoint;
+
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+impl TestApp {
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         self.shutdown().await;
@@ -425,4 +442,158 @@ macro_rules! both_tiers {
             }
         }
     )*};
+}
+
+/// Coop as a separate process (the real binary), for tests that need a
+/// process of its own: its own metrics registry, or a kill.
+pub struct ProcessApp {
+    endpoint: Endpoint,
+    child: std::process::Child,
+    _backing: std::sync::Arc<Backing>,
+}
+
+pub async fn spawn_process(backing: std::sync::Arc<Backing>, env: &[(&str, &str)]) -> ProcessApp {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coop"));
+    command
+        .arg("serve")
+        .args(backing.args())
+        .env("COOP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("COOP_LOG", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command.spawn().expect("start coop");
+    let app = ProcessApp {
+        endpoint: Endpoint {
+            address: format!("http://127.0.0.1:{port}"),
+            http: client(),
+        },
+        child,
+        _backing: backing,
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let ready = app.http.get(format!("{}/ready", app.address)).send().await;
+        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+            return app;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "coop did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl ProcessApp {
+    /// The value of one Prometheus series (0 when absent), summed over series
+    /// whose labels contain every `label="value"` pair given.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = self.get("/metrics").send().await.text;
+        text.lines()
+            .filter(|line| {
+                line.starts_with(name)
+                    && line[name.len()..].starts_with(['{', ' '])
+                    && labels.iter().all(|l| line.contains(l))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl std::ops::Deref for ProcessApp {
+    type Target = Endpoint;
+
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+impl Drop for ProcessApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private Redis on a port of its own, so a test can stop and restart it.
+pub struct PrivateRedis {
+    child: Option<std::process::Child>,
+    pub port: u16,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self { child: None, port };
+        redis.restart().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts (again) on the same port, empty, and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (Debian package redis-server)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("private redis-server did not start on port {}", self.port);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Backing {
+    /// PostgreSQL with a Redis of the test's own.
+    pub async fn postgres_with_redis(redis_url: String) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Backing::Postgres {
+            db: TestDatabase::create().await,
+            redis_url,
+        })
+    }
 }

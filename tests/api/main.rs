@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod cache;
 mod coops;
 mod families;
 mod idempotency;

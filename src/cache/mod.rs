@@ -1,0 +1,274 @@
+//! The read cache: cache-aside in two tiers. L1 is in-process (moka); L2 is
+//! Redis, shared by every instance. A write invalidates after its commit: the L2
+//! key is deleted and every instance is told to drop its L1 copy. The embedded
+//! tier (one process) uses L1 alone.
+//!
+//! Written here rather than taken from a crate because no cache crate offers
+//! what correctness needs across instances: leases against stale sets, L1
+//! epochs against late inserts, and an L1 that is distrusted whenever the
+//! invalidation stream may have lost messages.
+//!
+//! Handlers never see any of this: they ask for a value by key with a loader
+//! for the database, and call `invalidate` after a write commits.
+
+mod bus;
+pub mod keys;
+mod l1;
+mod l2;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use bus::Subscription;
+use l1::LocalCache;
+use l2::{Lease, SharedCache};
+
+#[derive(Clone)]
+pub struct Cache(Option<Arc<Tiers>>);
+
+struct Tiers {
+    l1: Arc<LocalCache>,
+    /// Redis, with the subscription that makes L1 trustworthy; `None` on the
+    /// embedded tier, where this process is the only writer.
+    shared: Option<Shared>,
+    lease_wait: Duration,
+    fill_delay: Duration,
+}
+
+struct Shared {
+    l2: SharedCache,
+    subscription: Arc<Subscription>,
+    _subscriber: AbortOnDrop,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Why a value could not be produced.
+enum LoadError {
+    NotFound,
+    Database(sqlx::Error),
+    Encoding(serde_json::Error),
+}
+
+impl Cache {
+    pub fn disabled() -> Self {
+        Self(None)
+    }
+
+    /// L1 only: for a single process that is the only writer.
+    pub fn local(config: &Config) -> Self {
+        Self(Some(Arc::new(Tiers {
+            l1: Arc::new(local_cache(config)),
+            shared: None,
+            lease_wait: config.cache_lease_wait,
+            fill_delay: config.cache_fill_delay,
+        })))
+    }
+
+    /// L1 + Redis L2, with the invalidation subscriber running in the background.
+    pub fn shared(config: &Config, client: redis::Client, conn: ConnectionManager) -> Self {
+        let l1 = Arc::new(local_cache(config));
+        let subscription = Arc::new(Subscription::default());
+        let subscriber = tokio::spawn(bus::run(client, l1.clone(), subscription.clone()));
+        Self(Some(Arc::new(Tiers {
+            l1,
+            shared: Some(Shared {
+                l2: SharedCache::new(conn, config.cache_ttl),
+                subscription,
+                _subscriber: AbortOnDrop(subscriber),
+            }),
+            lease_wait: config.cache_lease_wait,
+            fill_delay: config.cache_fill_delay,
+        })))
+    }
+
+    /// The value under `key`, from L1, L2 or (on a miss) `load`; `None` when
+    /// `load` finds nothing (absence is not cached).
+    pub async fn get_or_load<T, F, Fut>(&self, key: &str, load: F) -> Result<Option<T>, ApiError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, sqlx::Error>>,
+    {
+        let Some(tiers) = &self.0 else {
+            metrics::counter!("cache_db_reads_total", "kind" => keys::kind(key)).increment(1);
+            return Ok(load().await?);
+        };
+        let fetched = if tiers.l1_trusted() {
+            match tiers.l1.get(key).await {
+                Some(bytes) => {
+                    metrics::counter!("cache_requests_total", "tier" => "l1", "result" => "hit", "kind" => keys::kind(key)).increment(1);
+                    Ok(bytes)
+                }
+                None => {
+                    metrics::counter!("cache_requests_total", "tier" => "l1", "result" => "miss", "kind" => keys::kind(key)).increment(1);
+                    tiers
+                        .l1
+                        .get_or_load(key, tiers.fetch(key, load))
+                        .await
+                        .map_err(|shared| match Arc::try_unwrap(shared) {
+                            Ok(err) => err,
+                            Err(shared) => shared.duplicate(),
+                        })
+                }
+            }
+        } else {
+            metrics::counter!("cache_bypass_total", "tier" => "l1", "reason" => "unsubscribed")
+                .increment(1);
+            tiers.fetch(key, load).await
+        };
+        match fetched {
+            Ok(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes).map_err(anyhow::Error::from)?,
+            )),
+            Err(LoadError::NotFound) => Ok(None),
+            Err(LoadError::Database(err)) => Err(err.into()),
+            Err(LoadError::Encoding(err)) => Err(ApiError::Internal(err.into())),
+        }
+    }
+
+    /// Drops `key` everywhere. Call after the write that changed it committed.
+    pub async fn invalidate(&self, key: &str) {
+        let Some(tiers) = &self.0 else { return };
+        if let Some(shared) = &tiers.shared
+            && shared.l2.invalidate(key).await.is_err()
+        {
+            tracing::warn!(
+                key,
+                "cache: Redis unavailable; invalidation will be delivered when it returns"
+            );
+        }
+        tiers.l1.invalidate(key).await;
+    }
+
+    /// Publishes L1 size gauges; called when `/metrics` is scraped.
+    pub fn record_metrics(&self) {
+        if let Some(tiers) = &self.0 {
+            metrics::gauge!("cache_l1_entries").set(tiers.l1.entry_count() as f64);
+            metrics::gauge!("cache_l1_weighted_bytes").set(tiers.l1.weighted_size() as f64);
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match &self.0 {
+            None => "off",
+            Some(tiers) if tiers.shared.is_some() => "L1 in-process + L2 Redis",
+            Some(_) => "L1 in-process",
+        }
+    }
+}
+
+impl Tiers {
+    /// L1 may be used only while no invalidation can have been missed.
+    fn l1_trusted(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_none_or(|s| s.subscription.is_alive())
+    }
+
+    /// L2, then the database (under a lease, so no stale value is stored).
+    async fn fetch<T, F, Fut>(&self, key: &str, load: F) -> Result<Bytes, LoadError>
+    where
+        T: Serialize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, sqlx::Error>>,
+    {
+        let Some(shared) = &self.shared else {
+            return self.read_database(key, load).await;
+        };
+        if !shared.l2.usable().await {
+            metrics::counter!("cache_bypass_total", "tier" => "l2", "reason" => "redis_unavailable").increment(1);
+            return self.read_database(key, load).await;
+        }
+        match shared.l2.get(key).await {
+            Ok(Some(bytes)) => {
+                metrics::counter!("cache_requests_total", "tier" => "l2", "result" => "hit", "kind" => keys::kind(key)).increment(1);
+                return Ok(bytes);
+            }
+            Ok(None) => {
+                metrics::counter!("cache_requests_total", "tier" => "l2", "result" => "miss", "kind" => keys::kind(key)).increment(1);
+            }
+            Err(_) => return self.read_database(key, load).await,
+        }
+        match shared.l2.lease(key).await {
+            Ok(Lease::Granted(token)) => {
+                let bytes = self.read_database(key, load).await?;
+                if let Ok(false) = shared.l2.fill(key, &token, &bytes).await {
+                    // An invalidation took our lease: what we read may be stale.
+                    metrics::counter!("cache_fills_rejected_total").increment(1);
+                }
+                Ok(bytes)
+            }
+            Ok(Lease::HeldByAnother) => {
+                let waited = Instant::now();
+                while waited.elapsed() < self.lease_wait {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    if let Ok(Some(bytes)) = shared.l2.get(key).await {
+                        metrics::counter!("cache_stampede_waits_total", "outcome" => "filled")
+                            .increment(1);
+                        return Ok(bytes);
+                    }
+                }
+                metrics::counter!("cache_stampede_waits_total", "outcome" => "timed_out")
+                    .increment(1);
+                self.read_database(key, load).await
+            }
+            Err(_) => self.read_database(key, load).await,
+        }
+    }
+
+    async fn read_database<T, F, Fut>(&self, key: &str, load: F) -> Result<Bytes, LoadError>
+    where
+        T: Serialize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, sqlx::Error>>,
+    {
+        metrics::counter!("cache_db_reads_total", "kind" => keys::kind(key)).increment(1);
+        let value = load()
+            .await
+            .map_err(LoadError::Database)?
+            .ok_or(LoadError::NotFound)?;
+        let bytes = serde_json::to_vec(&value).map_err(LoadError::Encoding)?;
+        if !self.fill_delay.is_zero() {
+            tokio::time::sleep(self.fill_delay).await;
+        }
+        Ok(Bytes::from(bytes))
+    }
+}
+
+impl LoadError {
+    /// Concurrent callers share one failed load; each gets its own error.
+    fn duplicate(&self) -> Self {
+        match self {
+            Self::NotFound => Self::NotFound,
+            Self::Database(err) => {
+                Self::Database(sqlx::Error::Protocol(format!("shared load failed: {err}")))
+            }
+            Self::Encoding(err) => {
+                Self::Database(sqlx::Error::Protocol(format!("encoding failed: {err}")))
+            }
+        }
+    }
+}
+
+fn local_cache(config: &Config) -> LocalCache {
+    LocalCache::new(
+        config.cache_l1_ttl,
+        config.cache_l1_max_entries,
+        config.cache_l1_max_bytes,
+    )
+}
