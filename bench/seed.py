@@ -6,7 +6,7 @@ keep-alive connections in parallel, writes the family ids one per line, and
 checks that a few of them read back with 200.
 
     seed.py --base http://127.0.0.1:PORT --families 10000 \
-            --ids-out ids.txt --cookie-out cookie.txt
+            --ids-out ids.txt --cookie-out cookie.txt [--coop-id-out coop-id.txt]
 
 Prints a one-line summary; exits non-zero on any unexpected response.
 """
@@ -61,6 +61,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--ids-out", required=True)
     ap.add_argument("--cookie-out", required=True, help="file for 'coop_session=TOKEN'")
+    ap.add_argument("--coop-id-out", help="file for the new co-op's id")
     args = ap.parse_args()
 
     base = urllib.parse.urlsplit(args.base)
@@ -77,6 +78,7 @@ def main() -> int:
     expect(status, 201, "POST /api/v1/coops", body)
     if not isinstance(body, dict) or "coop_id" not in body:
         raise Fail(f"POST /api/v1/coops: no coop_id in {body!r}")
+    coop_id = body["coop_id"]
 
     status, resp, body = call(conn, "POST", "/api/v1/auth/login",
                               {"email": email, "password": password})
@@ -129,6 +131,9 @@ def main() -> int:
         f.writelines(f"{i}\n" for i in ids)
     with open(args.cookie_out, "w") as f:
         f.write(cookie + "\n")
+    if args.coop_id_out:
+        with open(args.coop_id_out, "w") as f:
+            f.write(str(coop_id) + "\n")
 
     # Sanity: a few reads with the cookie are 200 and return the right family.
     for i in (ids[0], ids[len(ids) // 2], ids[-1]):
