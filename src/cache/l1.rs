@@ -10,12 +10,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::body::Bytes;
+use std::any::Any;
 
 const STRIPES: usize = 1024;
 
+/// A decoded value (so a hit costs no parsing) and its encoded size in bytes.
+#[derive(Clone)]
+pub struct Entry {
+    pub value: Arc<dyn Any + Send + Sync>,
+    pub size: usize,
+}
+
 pub struct LocalCache {
-    entries: moka::future::Cache<Arc<str>, Bytes>,
+    entries: moka::future::Cache<Arc<str>, Entry>,
     stripes: Box<[AtomicU64]>,
     global: AtomicU64,
 }
@@ -31,8 +38,8 @@ impl LocalCache {
         let floor = (max_bytes / max_entries).max(1);
         let entries = moka::future::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(move |key: &Arc<str>, value: &Bytes| {
-                let weight = (key.len() + value.len()) as u64;
+            .weigher(move |key: &Arc<str>, entry: &Entry| {
+                let weight = (key.len() + entry.size) as u64;
                 u32::try_from(weight.max(floor)).unwrap_or(u32::MAX)
             })
             .time_to_live(ttl)
@@ -44,7 +51,7 @@ impl LocalCache {
         }
     }
 
-    pub async fn get(&self, key: &str) -> Option<Bytes> {
+    pub async fn get(&self, key: &str) -> Option<Entry> {
         self.entries.get(key).await
     }
 
@@ -57,10 +64,10 @@ impl LocalCache {
 
     /// Runs `load` once for concurrent callers of the same key (single flight)
     /// and caches its value, unless an invalidation arrived meanwhile.
-    pub async fn get_or_load<E, F>(&self, key: &str, load: F) -> Result<Bytes, Arc<E>>
+    pub async fn get_or_load<E, F>(&self, key: &str, load: F) -> Result<Entry, Arc<E>>
     where
         E: Send + Sync + 'static,
-        F: Future<Output = Result<Bytes, E>>,
+        F: Future<Output = Result<Entry, E>>,
     {
         let before = self.epoch(key);
         let key: Arc<str> = Arc::from(key);
@@ -100,6 +107,17 @@ impl LocalCache {
 mod tests {
     use super::*;
 
+    fn entry(text: &'static str) -> Entry {
+        Entry {
+            value: Arc::new(text),
+            size: text.len(),
+        }
+    }
+
+    fn text(entry: Option<Entry>) -> Option<&'static str> {
+        entry.map(|e| *e.value.downcast_ref::<&'static str>().unwrap())
+    }
+
     fn cache() -> LocalCache {
         LocalCache::new(Duration::from_secs(60), 1_000, 1_000_000)
     }
@@ -111,16 +129,19 @@ mod tests {
             .get_or_load::<(), _>("k", async {
                 // The invalidation lands while the loader holds the old value.
                 l1.invalidate("k").await;
-                Ok(Bytes::from_static(b"old"))
+                Ok(entry("old"))
             })
             .await
             .unwrap();
         assert_eq!(
-            value,
-            Bytes::from_static(b"old"),
+            text(Some(value)),
+            Some("old"),
             "the caller still gets its answer"
         );
-        assert_eq!(l1.get("k").await, None, "but the cache does not keep it");
+        assert!(
+            l1.get("k").await.is_none(),
+            "but the cache does not keep it"
+        );
     }
 
     #[tokio::test]
@@ -129,10 +150,10 @@ mod tests {
         let _ = l1
             .get_or_load::<(), _>("k", async {
                 l1.clear();
-                Ok(Bytes::from_static(b"old"))
+                Ok(entry("old"))
             })
             .await;
-        assert_eq!(l1.get("k").await, None);
+        assert!(l1.get("k").await.is_none());
     }
 
     #[tokio::test]
@@ -142,7 +163,7 @@ mod tests {
         let load = || async {
             calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
-            Ok::<_, ()>(Bytes::from_static(b"v"))
+            Ok::<_, ()>(entry("v"))
         };
         let (a, b, c) = tokio::join!(
             l1.get_or_load("k", load()),
@@ -151,17 +172,17 @@ mod tests {
         );
         assert!(a.is_ok() && b.is_ok() && c.is_ok());
         assert_eq!(calls.load(Ordering::SeqCst), 1, "single flight");
-        assert_eq!(l1.get("k").await, Some(Bytes::from_static(b"v")));
+        assert_eq!(text(l1.get("k").await), Some("v"));
     }
 
     #[tokio::test]
     async fn failed_loads_are_not_cached() {
         let l1 = cache();
         let failed = l1
-            .get_or_load("k", async { Err::<Bytes, _>("db down") })
+            .get_or_load("k", async { Err::<Entry, _>("db down") })
             .await;
         assert!(failed.is_err());
-        assert_eq!(l1.get("k").await, None);
+        assert!(l1.get("k").await.is_none());
     }
 
     #[tokio::test]
@@ -170,7 +191,7 @@ mod tests {
         for i in 0..100 {
             let key = format!("k{i}");
             let _ = l1
-                .get_or_load::<(), _>(&key, async { Ok(Bytes::from_static(b"v")) })
+                .get_or_load::<(), _>(&key, async { Ok(entry("v")) })
                 .await;
         }
         l1.entries.run_pending_tasks().await;

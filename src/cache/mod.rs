@@ -16,6 +16,7 @@ pub mod keys;
 mod l1;
 mod l2;
 
+use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -100,7 +101,7 @@ impl Cache {
     /// `load` finds nothing (absence is not cached).
     pub async fn get_or_load<T, F, Fut>(&self, key: &str, load: F) -> Result<Option<T>, ApiError>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, sqlx::Error>>,
     {
@@ -108,19 +109,28 @@ impl Cache {
             metrics::counter!("cache_db_reads_total", "kind" => keys::kind(key)).increment(1);
             return Ok(load().await?);
         };
+        let decode = |bytes: Bytes| -> Result<T, LoadError> {
+            serde_json::from_slice(&bytes).map_err(LoadError::Encoding)
+        };
         let fetched = if tiers.l1_trusted() {
             match tiers.l1.get(key).await {
-                Some(bytes) => {
+                Some(entry) => {
                     metrics::counter!("cache_requests_total", "tier" => "l1", "result" => "hit", "kind" => keys::kind(key)).increment(1);
-                    Ok(bytes)
+                    Ok(entry)
                 }
                 None => {
                     metrics::counter!("cache_requests_total", "tier" => "l1", "result" => "miss", "kind" => keys::kind(key)).increment(1);
+                    let load = async {
+                        let bytes = tiers.fetch(key, load).await?;
+                        let size = bytes.len();
+                        let value: Arc<dyn Any + Send + Sync> = Arc::new(decode(bytes)?);
+                        Ok(l1::Entry { value, size })
+                    };
                     tiers
                         .l1
-                        .get_or_load(key, tiers.fetch(key, load))
+                        .get_or_load(key, load)
                         .await
-                        .map_err(|shared| match Arc::try_unwrap(shared) {
+                        .map_err(|shared: Arc<LoadError>| match Arc::try_unwrap(shared) {
                             Ok(err) => err,
                             Err(shared) => shared.duplicate(),
                         })
@@ -129,15 +139,19 @@ impl Cache {
         } else {
             metrics::counter!("cache_bypass_total", "tier" => "l1", "reason" => "unsubscribed")
                 .increment(1);
-            tiers.fetch(key, load).await
+            match tiers.fetch(key, load).await {
+                Ok(bytes) => return Ok(Some(decode(bytes).map_err(LoadError::into_api)?)),
+                Err(err) => Err(err),
+            }
         };
         match fetched {
-            Ok(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes).map_err(anyhow::Error::from)?,
-            )),
-            Err(LoadError::NotFound) => Ok(None),
-            Err(LoadError::Database(err)) => Err(err.into()),
-            Err(LoadError::Encoding(err)) => Err(ApiError::Internal(err.into())),
+            Ok(entry) => match entry.value.downcast_ref::<T>() {
+                Some(value) => Ok(Some(value.clone())),
+                // Two types under one key would be a programming error; treat
+                // it as a miss rather than fail the request.
+                None => Ok(load_type_mismatch(key)),
+            },
+            Err(err) => err.into_result(),
         }
     }
 
@@ -250,7 +264,27 @@ impl Tiers {
     }
 }
 
+fn load_type_mismatch<T>(key: &str) -> Option<T> {
+    tracing::error!(key, "cache: a key holds a value of another type");
+    None
+}
+
 impl LoadError {
+    fn into_api(self) -> ApiError {
+        match self {
+            Self::NotFound => ApiError::NotFound("not found".into()),
+            Self::Database(err) => err.into(),
+            Self::Encoding(err) => ApiError::Internal(err.into()),
+        }
+    }
+
+    fn into_result<T>(self) -> Result<Option<T>, ApiError> {
+        match self {
+            Self::NotFound => Ok(None),
+            other => Err(other.into_api()),
+        }
+    }
+
     /// Concurrent callers share one failed load; each gets its own error.
     fn duplicate(&self) -> Self {
         match self {

@@ -161,11 +161,7 @@ fn fingerprint(method: &Method, uri: &axum::http::Uri, body: &[u8]) -> String {
     );
     hasher.update([0]);
     hasher.update(body);
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::session::hex(&hasher.finalize())
 }
 
 fn serialize_headers(headers: &axum::http::HeaderMap) -> String {

@@ -102,8 +102,18 @@ fn plausible_token(token: &str) -> bool {
 }
 
 fn hash(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// Lower-case hex, without a formatter call per byte (this runs on every request).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
 /// The session token from a `Cookie` header, if any.
@@ -129,6 +139,11 @@ mod tests {
         assert_eq!(token_from_headers(&headers).as_deref(), Some("abc"));
         headers.insert("cookie", "coop_sessionx=1".parse().unwrap());
         assert_eq!(token_from_headers(&headers), None);
+    }
+
+    #[test]
+    fn hex_is_lower_case_and_two_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
     }
 
     #[test]
