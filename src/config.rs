@@ -29,6 +29,21 @@ pub struct Config {
           value_parser = parse_database_url)]
     pub database_url: Option<DatabaseUrl>,
 
+    /// Streaming replicas to read from, comma-separated `postgres://…` URLs.
+    #[arg(long = "replica-urls", env = "COOP_REPLICA_URLS", value_name = "COOP_REPLICA_URLS",
+          value_delimiter = ',', value_parser = parse_replica_url)]
+    pub replica_urls: Vec<String>,
+
+    /// A replica further behind the primary than this is taken out of the read set.
+    #[arg(long = "max-replica-lag", env = "COOP_MAX_REPLICA_LAG", value_name = "COOP_MAX_REPLICA_LAG",
+          default_value = "5s", value_parser = parse_duration)]
+    pub max_replica_lag: Duration,
+
+    /// Longest a single SQL statement may run (PostgreSQL `statement_timeout`).
+    #[arg(long = "db-statement-timeout", env = "COOP_DB_STATEMENT_TIMEOUT",
+          value_name = "COOP_DB_STATEMENT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub db_statement_timeout: Duration,
+
     /// `redis://…`: when set, sessions live in Redis so any instance can serve any user.
     #[arg(long = "redis-url", env = "COOP_REDIS_URL", value_name = "COOP_REDIS_URL",
           value_parser = parse_redis_url)]
@@ -189,6 +204,15 @@ fn parse_database_url(value: &str) -> Result<DatabaseUrl, String> {
         Err(format!(
             "COOP_DATABASE_URL expects sqlite://PATH or postgres://USER@HOST:PORT/DB, got {value:?}"
         ))
+    }
+}
+
+fn parse_replica_url(value: &str) -> Result<String, String> {
+    match parse_database_url(value.trim()) {
+        Ok(DatabaseUrl::Postgres(url)) => Ok(url),
+        _ => Err(format!(
+            "COOP_REPLICA_URLS expects comma-separated postgres://USER@HOST:PORT/DB URLs, got {value:?}"
+        )),
     }
 }
 

@@ -17,7 +17,8 @@ use crate::config::Config;
 use crate::http::metrics::prometheus_handle;
 use crate::routes;
 use crate::session::SessionStore;
-use crate::state::AppState;
+use crate::state::{AppState, Inner};
+use crate::store::replicas::ReplicaSet;
 use crate::store::{self, Db};
 
 /// Bound on every Redis round trip, so an unreachable Redis gives a prompt 503
@@ -41,7 +42,16 @@ impl Application {
             None => None,
         };
         let cache = build_cache(&config, &db, redis.as_ref());
-        let sessions = SessionStore::new(db.clone(), cache.clone(), config.session_ttl);
+        let replicas = ReplicaSet::new(&config, &db)?;
+        if let Some(replicas) = &replicas {
+            tokio::spawn(replicas.clone().monitor());
+        }
+        let sessions = SessionStore::new(
+            db.clone(),
+            replicas.clone(),
+            cache.clone(),
+            config.session_ttl,
+        );
 
         let listener = TcpListener::bind(config.listen)
             .await
@@ -55,15 +65,17 @@ impl Application {
             "backend" => db.backend(),
         )
         .set(1.0);
-        let state = AppState::new(
+        let state = AppState::new(Inner {
             config,
             db,
             sessions,
             cache,
-            redis.map(|(_, conn)| conn),
+            redis: redis.map(|(_, conn)| conn),
+            replicas,
             instance_id,
-            prometheus_handle(),
-        );
+            metrics: prometheus_handle(),
+            draining: Default::default(),
+        });
         let router = routes::router(state.clone());
         Ok(Self {
             listener,
@@ -141,8 +153,8 @@ fn build_cache(
     match (config.cache, db, redis) {
         (false, _, _) => Cache::disabled(),
         (true, _, Some((client, conn))) => Cache::shared(config, client.clone(), conn.clone()),
-        (true, Db::Sqlite(_), None) => Cache::local(config),
-        (true, Db::Postgres(_), None) => {
+        (true, Db::Sqlite(..), None) => Cache::local(config),
+        (true, Db::Postgres(..), None) => {
             // Several instances may share this database, and without Redis there
             // is no way to tell the others about a write: cache nothing.
             tracing::warn!(

@@ -12,6 +12,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::session::SessionStore;
 use crate::store::Db;
+use crate::store::replicas::{Lsn, ReplicaSet};
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -22,31 +23,16 @@ pub struct Inner {
     pub sessions: SessionStore,
     pub cache: Cache,
     pub redis: Option<ConnectionManager>,
+    pub replicas: Option<Arc<ReplicaSet>>,
     pub instance_id: String,
     pub metrics: PrometheusHandle,
-    draining: AtomicBool,
+    /// Set once shutdown begins; starts false.
+    pub draining: AtomicBool,
 }
 
 impl AppState {
-    pub fn new(
-        config: Config,
-        db: Db,
-        sessions: SessionStore,
-        cache: Cache,
-        redis: Option<ConnectionManager>,
-        instance_id: String,
-        metrics: PrometheusHandle,
-    ) -> Self {
-        Self(Arc::new(Inner {
-            config,
-            db,
-            sessions,
-            cache,
-            redis,
-            instance_id,
-            metrics,
-            draining: AtomicBool::new(false),
-        }))
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
     }
 
     /// From now on `/ready` answers 503, so load balancers stop sending work.
@@ -56,6 +42,21 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.0.draining.load(Ordering::SeqCst)
+    }
+}
+
+impl AppState {
+    /// After a write committed: the WAL position reads of it must wait for
+    /// (`None` without replicas, where every read sees every write).
+    pub async fn write_position(&self) -> Option<Lsn> {
+        let replicas = self.replicas.as_deref()?;
+        match replicas.current_lsn().await {
+            Ok(lsn) => Some(lsn),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read the WAL position after a write");
+                None
+            }
+        }
     }
 }
 

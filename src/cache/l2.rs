@@ -15,7 +15,7 @@
 //! a moment and reads go to the database. Invalidations that could not be
 //! delivered are remembered and delivered before the cache is used again.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -40,6 +40,18 @@ const BACKOFF: Duration = Duration::from_secs(1);
 /// Undelivered invalidations remembered individually; past this, everything is cleared.
 const MAX_PENDING: usize = 100_000;
 
+/// Takes the lease if free, and returns the key's floor: the WAL position of
+/// its last invalidating write, which a fill must read at or after (a replica
+/// that has not replayed that write would put the old value back).
+const LEASE_AND_FLOOR: &str = r"
+local granted = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+local floor = redis.call('GET', KEYS[2])
+return {granted and 1 or 0, floor or ''}
+";
+
+/// How long a floor is kept: far longer than any replica lag we tolerate.
+const FLOOR_TTL: Duration = Duration::from_secs(120);
+
 const FILL_IF_LEASED: &str = r"
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
@@ -54,13 +66,20 @@ pub enum Lease {
     HeldByAnother,
 }
 
+/// A lease decision and the key's floor (see `LEASE_AND_FLOOR`).
+pub struct LeaseReply {
+    pub lease: Lease,
+    pub floor: Option<u64>,
+}
+
 /// The cache could not talk to Redis.
 #[derive(Debug)]
 pub struct Unavailable;
 
 #[derive(Default)]
 struct Pending {
-    keys: HashSet<String>,
+    /// Key → WAL position of the write that invalidated it, if known.
+    keys: HashMap<String, Option<u64>>,
     clear_all: bool,
 }
 
@@ -68,6 +87,7 @@ pub struct SharedCache {
     conn: ConnectionManager,
     ttl: Duration,
     fill_script: redis::Script,
+    lease_script: redis::Script,
     unavailable_until: Mutex<Option<Instant>>,
     pending: tokio::sync::Mutex<Pending>,
     /// Mirrors "pending is not empty", so the hot path needs no lock.
@@ -80,6 +100,7 @@ impl SharedCache {
             conn,
             ttl,
             fill_script: redis::Script::new(FILL_IF_LEASED),
+            lease_script: redis::Script::new(LEASE_AND_FLOOR),
             unavailable_until: Mutex::new(None),
             pending: tokio::sync::Mutex::new(Pending::default()),
             has_pending: AtomicBool::new(false),
@@ -112,19 +133,34 @@ impl SharedCache {
         Ok(value.map(Bytes::from))
     }
 
-    pub async fn lease(&self, key: &str) -> Result<Lease, Unavailable> {
+    pub async fn lease(&self, key: &str) -> Result<LeaseReply, Unavailable> {
         let token = format!("{:032x}", rand::thread_rng().r#gen::<u128>());
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(lease_key(key))
+        let mut invocation = self.lease_script.prepare_invoke();
+        invocation
+            .key(lease_key(key))
+            .key(floor_key(key))
             .arg(&token)
-            .arg("NX")
-            .arg("PX")
             .arg(LEASE_TTL.as_millis() as u64);
-        let granted: Option<String> = self.run(&cmd).await?;
-        Ok(match granted {
-            Some(_) => Lease::Granted(token),
-            None => Lease::HeldByAnother,
-        })
+        let mut conn = self.conn.clone();
+        let reply = tokio::time::timeout(
+            OP_TIMEOUT,
+            invocation.invoke_async::<(i64, String)>(&mut conn),
+        )
+        .await;
+        match reply {
+            Ok(Ok((granted, floor))) => Ok(LeaseReply {
+                lease: if granted == 1 {
+                    Lease::Granted(token)
+                } else {
+                    Lease::HeldByAnother
+                },
+                floor: floor.parse().ok(),
+            }),
+            _ => {
+                self.back_off();
+                Err(Unavailable)
+            }
+        }
     }
 
     /// Stores `value` if the lease `token` is still held; false when an
@@ -154,9 +190,10 @@ impl SharedCache {
     /// Deletes the value and any lease, and tells every instance to drop its L1
     /// copy. If Redis cannot be reached the key is remembered and delivered as
     /// soon as it can.
-    pub async fn invalidate(&self, key: &str) -> Result<(), Unavailable> {
+    pub async fn invalidate(&self, key: &str, written_at: Option<u64>) -> Result<(), Unavailable> {
         let mut pending = self.pending.lock().await;
-        pending.keys.insert(key.to_owned());
+        let floor = pending.keys.entry(key.to_owned()).or_insert(None);
+        *floor = (*floor).max(written_at);
         if pending.keys.len() > MAX_PENDING {
             pending.keys.clear();
             pending.clear_all = true;
@@ -193,15 +230,24 @@ impl SharedCache {
             pending.keys.clear();
             return Ok(());
         }
-        let keys: Vec<String> = pending.keys.iter().cloned().collect();
+        let keys: Vec<(String, Option<u64>)> =
+            pending.keys.iter().map(|(k, f)| (k.clone(), *f)).collect();
         for chunk in keys.chunks(500) {
             let mut pipe = redis::pipe();
             let mut del = redis::cmd("DEL");
-            for key in chunk {
+            for (key, _) in chunk {
                 del.arg(key).arg(lease_key(key));
             }
             pipe.add_command(del).ignore();
-            for key in chunk {
+            for (key, floor) in chunk {
+                if let Some(floor) = floor {
+                    pipe.cmd("SET")
+                        .arg(floor_key(key))
+                        .arg(floor)
+                        .arg("PX")
+                        .arg(FLOOR_TTL.as_millis() as u64)
+                        .ignore();
+                }
                 pipe.cmd("PUBLISH").arg(CHANNEL).arg(key).ignore();
             }
             let mut conn = self.conn.clone();
@@ -209,7 +255,7 @@ impl SharedCache {
                 Ok(Ok(())) => {
                     metrics::counter!("cache_invalidations_published_total")
                         .increment(chunk.len() as u64);
-                    for key in chunk {
+                    for (key, _) in chunk {
                         pending.keys.remove(key);
                     }
                 }
@@ -277,4 +323,8 @@ impl SharedCache {
 
 fn lease_key(key: &str) -> String {
     format!("{key}:lease")
+}
+
+fn floor_key(key: &str) -> String {
+    format!("{key}:floor")
 }

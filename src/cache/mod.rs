@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use bus::Subscription;
 use l1::LocalCache;
-use l2::{Lease, SharedCache};
+use l2::{Lease, LeaseReply, SharedCache};
 
 #[derive(Clone)]
 pub struct Cache(Option<Arc<Tiers>>);
@@ -102,12 +102,12 @@ impl Cache {
     pub async fn get_or_load<T, F, Fut>(&self, key: &str, load: F) -> Result<Option<T>, ApiError>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        F: FnOnce() -> Fut,
+        F: FnOnce(Option<u64>) -> Fut,
         Fut: Future<Output = Result<Option<T>, sqlx::Error>>,
     {
         let Some(tiers) = &self.0 else {
             metrics::counter!("cache_db_reads_total", "kind" => keys::kind(key)).increment(1);
-            return Ok(load().await?);
+            return Ok(load(None).await?);
         };
         let decode = |bytes: Bytes| -> Result<T, LoadError> {
             serde_json::from_slice(&bytes).map_err(LoadError::Encoding)
@@ -155,11 +155,12 @@ impl Cache {
         }
     }
 
-    /// Drops `key` everywhere. Call after the write that changed it committed.
-    pub async fn invalidate(&self, key: &str) {
+    /// Drops `key` everywhere. Call after the write that changed it committed,
+    /// with the WAL position it committed at when replicas are in use.
+    pub async fn invalidate(&self, key: &str, written_at: Option<u64>) {
         let Some(tiers) = &self.0 else { return };
         if let Some(shared) = &tiers.shared
-            && shared.l2.invalidate(key).await.is_err()
+            && shared.l2.invalidate(key, written_at).await.is_err()
         {
             tracing::warn!(
                 key,
@@ -198,15 +199,15 @@ impl Tiers {
     async fn fetch<T, F, Fut>(&self, key: &str, load: F) -> Result<Bytes, LoadError>
     where
         T: Serialize,
-        F: FnOnce() -> Fut,
+        F: FnOnce(Option<u64>) -> Fut,
         Fut: Future<Output = Result<Option<T>, sqlx::Error>>,
     {
         let Some(shared) = &self.shared else {
-            return self.read_database(key, load).await;
+            return self.read_database(key, None, load).await;
         };
         if !shared.l2.usable().await {
             metrics::counter!("cache_bypass_total", "tier" => "l2", "reason" => "redis_unavailable").increment(1);
-            return self.read_database(key, load).await;
+            return self.read_database(key, None, load).await;
         }
         match shared.l2.get(key).await {
             Ok(Some(bytes)) => {
@@ -216,18 +217,21 @@ impl Tiers {
             Ok(None) => {
                 metrics::counter!("cache_requests_total", "tier" => "l2", "result" => "miss", "kind" => keys::kind(key)).increment(1);
             }
-            Err(_) => return self.read_database(key, load).await,
+            Err(_) => return self.read_database(key, None, load).await,
         }
-        match shared.l2.lease(key).await {
-            Ok(Lease::Granted(token)) => {
-                let bytes = self.read_database(key, load).await?;
+        let Ok(LeaseReply { lease, floor }) = shared.l2.lease(key).await else {
+            return self.read_database(key, None, load).await;
+        };
+        match lease {
+            Lease::Granted(token) => {
+                let bytes = self.read_database(key, floor, load).await?;
                 if let Ok(false) = shared.l2.fill(key, &token, &bytes).await {
                     // An invalidation took our lease: what we read may be stale.
                     metrics::counter!("cache_fills_rejected_total").increment(1);
                 }
                 Ok(bytes)
             }
-            Ok(Lease::HeldByAnother) => {
+            Lease::HeldByAnother => {
                 let waited = Instant::now();
                 while waited.elapsed() < self.lease_wait {
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -239,20 +243,26 @@ impl Tiers {
                 }
                 metrics::counter!("cache_stampede_waits_total", "outcome" => "timed_out")
                     .increment(1);
-                self.read_database(key, load).await
+                self.read_database(key, floor, load).await
             }
-            Err(_) => self.read_database(key, load).await,
         }
     }
 
-    async fn read_database<T, F, Fut>(&self, key: &str, load: F) -> Result<Bytes, LoadError>
+    /// `floor`: the WAL position of the key's last invalidating write, which
+    /// the read must not be older than.
+    async fn read_database<T, F, Fut>(
+        &self,
+        key: &str,
+        floor: Option<u64>,
+        load: F,
+    ) -> Result<Bytes, LoadError>
     where
         T: Serialize,
-        F: FnOnce() -> Fut,
+        F: FnOnce(Option<u64>) -> Fut,
         Fut: Future<Output = Result<Option<T>, sqlx::Error>>,
     {
         metrics::counter!("cache_db_reads_total", "kind" => keys::kind(key)).increment(1);
-        let value = load()
+        let value = load(floor)
             .await
             .map_err(LoadError::Database)?
             .ok_or(LoadError::NotFound)?;

@@ -18,7 +18,10 @@ impl FromRequestParts<AppState> for AuthUser {
         let token = token_from_headers(&parts.headers).ok_or(ApiError::Unauthorized)?;
         let session = state
             .sessions
-            .load(&token)
+            .load(
+                &token,
+                crate::http::read_after::from_headers(&parts.headers),
+            )
             .await?
             .ok_or(ApiError::Unauthorized)?;
         Ok(Self(session))

@@ -129,7 +129,11 @@ fn parse_key(value: Option<&HeaderValue>) -> Result<String, ApiError> {
 
 async fn scope_of(state: &AppState, headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
     Ok(match token_from_headers(headers) {
-        Some(token) => match state.sessions.load(&token).await? {
+        Some(token) => match state
+            .sessions
+            .load(&token, super::read_after::from_headers(headers))
+            .await?
+        {
             Some(session) => format!("user:{}", session.user_id),
             None => "anonymous".to_owned(),
         },

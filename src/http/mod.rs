@@ -6,6 +6,7 @@ pub mod fallback;
 pub mod idempotency;
 pub mod json;
 pub mod metrics;
+pub mod read_after;
 
 /// Largest request body we accept.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -13,7 +13,9 @@ use crate::domain::{Email, FieldCheck, Name, Role};
 use crate::error::{ApiError, ErrorBody, FieldErrors};
 use crate::http::auth::{AuthUser, Coordinator};
 use crate::http::json::ApiJson;
+use crate::http::read_after;
 use crate::state::AppState;
+use crate::store::replicas;
 use crate::store::{
     self,
     families::{DeleteOutcome, FamilyFields, FamilyRow, UpdateOutcome},
@@ -121,16 +123,23 @@ pub async fn get_family(
     State(state): State<AppState>,
     AuthUser(session): AuthUser,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = family_id(&id)?;
+    let read_after = read_after::from_headers(&headers);
     // A family account sees its own family only.
     if session.role == Role::Family && session.family_id != Some(id) {
         return Err(not_found());
     }
     let row = state
         .cache
-        .get_or_load(&keys::family(session.coop_id, id), || {
-            store::families::get(&state.db, session.coop_id, id)
+        .get_or_load(&keys::family(session.coop_id, id), |floor| {
+            replicas::read(
+                &state.db,
+                state.replicas.as_deref(),
+                read_after.max(floor),
+                |db| async move { store::families::get(&db, session.coop_id, id).await },
+            )
         })
         .await?
         .ok_or_else(not_found)?;
@@ -144,6 +153,7 @@ pub async fn get_family(
 pub async fn list_families(
     State(state): State<AppState>,
     Coordinator(session): Coordinator,
+    headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<ApiJson<FamilyPage>, ApiError> {
     let Query(params) =
@@ -161,7 +171,13 @@ pub async fn list_families(
     let limit = limit.unwrap_or(DEFAULT_PAGE);
 
     // One extra row tells whether another page follows.
-    let mut rows = store::families::list(&state.db, session.coop_id, after, limit + 1).await?;
+    let mut rows = replicas::read(
+        &state.db,
+        state.replicas.as_deref(),
+        read_after::from_headers(&headers),
+        |db| async move { store::families::list(&db, session.coop_id, after, limit + 1).await },
+    )
+    .await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|row| encode_cursor(row.id))
@@ -202,11 +218,15 @@ pub async fn update_family(
         .map_err(email_conflict)?
     {
         UpdateOutcome::Updated(row) => {
+            let written_at = state.write_position().await;
             state
                 .cache
-                .invalidate(&keys::family(session.coop_id, id))
+                .invalidate(&keys::family(session.coop_id, id), written_at)
                 .await;
-            Ok(family_response(StatusCode::OK, row))
+            Ok(with_position(
+                family_response(StatusCode::OK, row),
+                written_at,
+            ))
         }
         UpdateOutcome::NotFound => Err(not_found()),
         UpdateOutcome::VersionMismatch { current } => Err(version_mismatch(current)),
@@ -222,16 +242,20 @@ pub async fn delete_family(
     Coordinator(session): Coordinator,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let id = family_id(&id)?;
     let expected = if_match(&headers)?;
     match store::families::delete(&state.db, session.coop_id, id, expected).await? {
         DeleteOutcome::Deleted => {
+            let written_at = state.write_position().await;
             state
                 .cache
-                .invalidate(&keys::family(session.coop_id, id))
+                .invalidate(&keys::family(session.coop_id, id), written_at)
                 .await;
-            Ok(StatusCode::NO_CONTENT)
+            Ok(with_position(
+                StatusCode::NO_CONTENT.into_response(),
+                written_at,
+            ))
         }
         DeleteOutcome::NotFound => Err(not_found()),
         DeleteOutcome::VersionMismatch { current } => Err(version_mismatch(current)),
@@ -308,6 +332,15 @@ fn family_response(status: StatusCode, row: FamilyRow) -> Response {
     let mut response = (status, ApiJson(Family::from(row))).into_response();
     if let Ok(etag) = etag {
         response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// Hands the write's WAL position to `read_after::stamp_writes`, which would
+/// otherwise ask the primary for it again.
+fn with_position(mut response: Response, written_at: Option<u64>) -> Response {
+    if let Some(lsn) = written_at {
+        response.extensions_mut().insert(read_after::WrittenAt(lsn));
     }
     response
 }

@@ -74,6 +74,21 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     if let Some(redis) = redis {
         record("redis", redis);
     }
+    // Replicas do not decide readiness (reads fall back to the primary), but
+    // an operator sees which ones are in the read set.
+    if let Some(replicas) = &state.replicas {
+        let set: serde_json::Map<String, serde_json::Value> = replicas
+            .health()
+            .into_iter()
+            .map(|(name, healthy)| {
+                (
+                    name,
+                    json!(if healthy { "ok" } else { "out of the read set" }),
+                )
+            })
+            .collect();
+        checks.insert("replicas".into(), serde_json::Value::Object(set));
+    }
     if state.is_draining() {
         failed.push("the instance is shutting down".to_owned());
         checks.insert("shutdown".into(), json!("draining"));
@@ -105,6 +120,9 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state.db.record_pool_metrics();
     state.cache.record_metrics();
+    if let Some(replicas) = &state.replicas {
+        replicas.record_metrics();
+    }
     state.metrics.run_upkeep();
     (
         [(

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::http::{MAX_BODY_BYTES, fallback, idempotency, metrics};
+use crate::http::{MAX_BODY_BYTES, fallback, idempotency, metrics, read_after};
 use crate::state::AppState;
 
 /// The whole application. Layers listed later wrap the ones listed earlier.
@@ -33,6 +33,10 @@ pub fn router(state: AppState) -> Router {
                 .put(families::update_family)
                 .delete(families::delete_family),
         )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            read_after::stamp_writes,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotency,

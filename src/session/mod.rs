@@ -14,7 +14,9 @@ use uuid::Uuid;
 use crate::cache::{Cache, keys};
 use crate::domain::Role;
 use crate::error::ApiError;
+use crate::store::replicas::{self, Lsn, ReplicaSet};
 use crate::store::{self, Db};
+use std::sync::Arc;
 
 pub const COOKIE_NAME: &str = "coop_session";
 
@@ -35,13 +37,19 @@ pub struct SessionData {
 #[derive(Clone)]
 pub struct SessionStore {
     db: Db,
+    replicas: Option<Arc<ReplicaSet>>,
     cache: Cache,
     ttl: Duration,
 }
 
 impl SessionStore {
-    pub fn new(db: Db, cache: Cache, ttl: Duration) -> Self {
-        Self { db, cache, ttl }
+    pub fn new(db: Db, replicas: Option<Arc<ReplicaSet>>, cache: Cache, ttl: Duration) -> Self {
+        Self {
+            db,
+            replicas,
+            cache,
+            ttl,
+        }
     }
 
     /// Stores `data` under a new random token and returns the token. A new token
@@ -56,18 +64,30 @@ impl SessionStore {
         Ok(token)
     }
 
-    pub async fn load(&self, token: &str) -> Result<Option<SessionData>, ApiError> {
+    /// The session for `token`. `read_after`: the client's read-your-writes
+    /// position (a session created a moment ago may not be on every replica yet).
+    pub async fn load(
+        &self,
+        token: &str,
+        read_after: Option<Lsn>,
+    ) -> Result<Option<SessionData>, ApiError> {
         if !plausible_token(token) {
             return Ok(None);
         }
         let token_hash = hash(token);
         let session: Option<SessionData> = self
             .cache
-            .get_or_load(&keys::session(&token_hash), || async {
-                // A record we cannot read (e.g. written by an incompatible
-                // version) is treated as no session: the user logs in again.
-                let json = store::sessions::get(&self.db, &token_hash).await?;
-                Ok(json.and_then(|j| serde_json::from_str::<SessionData>(&j).ok()))
+            .get_or_load(&keys::session(&token_hash), |floor| {
+                let min_lsn = read_after.max(floor);
+                replicas::read(&self.db, self.replicas.as_deref(), min_lsn, |db| {
+                    let token_hash = token_hash.clone();
+                    async move {
+                        // A record we cannot read (e.g. written by an incompatible
+                        // version) is treated as no session: the user logs in again.
+                        let json = store::sessions::get(&db, &token_hash).await?;
+                        Ok(json.and_then(|j| serde_json::from_str::<SessionData>(&j).ok()))
+                    }
+                })
             })
             .await?;
         Ok(session.filter(|s| s.expires_at >= unix_now()))
@@ -80,7 +100,13 @@ impl SessionStore {
         }
         let token_hash = hash(token);
         store::sessions::delete(&self.db, &token_hash).await?;
-        self.cache.invalidate(&keys::session(&token_hash)).await;
+        let written_at = match &self.replicas {
+            Some(replicas) => replicas.current_lsn().await.ok(),
+            None => None,
+        };
+        self.cache
+            .invalidate(&keys::session(&token_hash), written_at)
+            .await;
         Ok(())
     }
 

@@ -7,9 +7,12 @@
 pub mod coops;
 pub mod families;
 pub mod idempotency;
+pub mod replicas;
 pub mod sessions;
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -20,10 +23,36 @@ use sqlx::{Database, PgPool, Pool, SqlitePool};
 
 use crate::config::{Config, DatabaseUrl};
 
+/// A pool of connections to one database server, and which server it is.
 #[derive(Clone, Debug)]
 pub enum Db {
-    Postgres(PgPool),
-    Sqlite(SqlitePool),
+    Postgres(PgPool, Arc<Endpoint>),
+    Sqlite(SqlitePool, Arc<Endpoint>),
+}
+
+/// A database server as the health monitor sees it.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// `primary`, or a replica's host:port: the `endpoint` label of pool metrics.
+    pub name: String,
+    up: AtomicBool,
+}
+
+impl Endpoint {
+    pub fn new(name: impl Into<String>) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            up: AtomicBool::new(true),
+        })
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
 }
 
 /// Runs `$body` with `$conn` bound to a pooled connection of whichever backend
@@ -33,14 +62,14 @@ pub enum Db {
 macro_rules! with_conn {
     ($db:expr, $conn:ident => $body:expr) => {
         match $db {
-            $crate::store::Db::Postgres(pool) => {
+            $crate::store::Db::Postgres(pool, endpoint) => {
                 #[allow(unused_mut)]
-                let mut $conn = $crate::store::acquire(pool, "primary").await?;
+                let mut $conn = $crate::store::acquire(pool, endpoint).await?;
                 $body
             }
-            $crate::store::Db::Sqlite(pool) => {
+            $crate::store::Db::Sqlite(pool, endpoint) => {
                 #[allow(unused_mut)]
-                let mut $conn = $crate::store::acquire(pool, "primary").await?;
+                let mut $conn = $crate::store::acquire(pool, endpoint).await?;
                 $body
             }
         }
@@ -52,12 +81,9 @@ impl Db {
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         match config.database() {
             DatabaseUrl::Postgres(url) => {
-                let options = PgConnectOptions::from_str(&url)
-                    .context("COOP_DATABASE_URL is not a valid PostgreSQL URL")?
-                    .application_name("coop");
-                let pool = PgPoolOptions::new()
-                    .max_connections(config.db_pool_size)
-                    .acquire_timeout(config.db_acquire_timeout)
+                let options = postgres_options(&url, config)
+                    .context("COOP_DATABASE_URL is not a valid PostgreSQL URL")?;
+                let pool = postgres_pool(config)
                     .connect_with(options)
                     .await
                     .with_context(|| {
@@ -66,7 +92,7 @@ impl Db {
                             redact(&url)
                         )
                     })?;
-                Ok(Self::Postgres(pool))
+                Ok(Self::Postgres(pool, Endpoint::new("primary")))
             }
             DatabaseUrl::Sqlite(url) => {
                 let options = SqliteConnectOptions::from_str(&url)
@@ -96,7 +122,7 @@ impl Db {
                     .connect_with(options)
                     .await
                     .with_context(|| format!("could not open the SQLite database {url}"))?;
-                Ok(Self::Sqlite(pool))
+                Ok(Self::Sqlite(pool, Endpoint::new("primary")))
             }
         }
     }
@@ -105,8 +131,8 @@ impl Db {
     /// it migrates, so instances that start together apply each migration once.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
-            Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+            Self::Postgres(pool, _) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+            Self::Sqlite(pool, _) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
         }
         .context("applying database migrations")
     }
@@ -121,56 +147,118 @@ impl Db {
 
     pub fn backend(&self) -> &'static str {
         match self {
-            Self::Postgres(_) => "postgres",
-            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(..) => "postgres",
+            Self::Sqlite(..) => "sqlite",
         }
     }
 
     /// Publishes pool gauges; called when `/metrics` is scraped.
     pub fn record_pool_metrics(&self) {
         match self {
-            Self::Postgres(pool) => record_pool(pool, "primary"),
-            Self::Sqlite(pool) => record_pool(pool, "primary"),
+            Self::Postgres(pool, endpoint) => record_pool(pool, &endpoint.name),
+            Self::Sqlite(pool, endpoint) => record_pool(pool, &endpoint.name),
         }
     }
 
     pub async fn close(&self) {
         match self {
-            Self::Postgres(pool) => pool.close().await,
-            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool, _) => pool.close().await,
+            Self::Sqlite(pool, _) => pool.close().await,
         }
     }
 }
 
 /// Takes a connection from `pool`, counting the acquisitions that had to wait
-/// because every connection was busy and the pool was full.
+/// because every connection was busy and the pool was full. Fails at once when
+/// the health monitor has seen the server down, so callers get a prompt 503
+/// instead of waiting out the acquire timeout.
 pub async fn acquire<DB: Database>(
     pool: &Pool<DB>,
-    endpoint: &'static str,
+    endpoint: &Endpoint,
 ) -> Result<PoolConnection<DB>, sqlx::Error> {
+    if !endpoint.is_up() {
+        return Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            format!("database {} is down", endpoint.name),
+        )));
+    }
+    let endpoint_state = endpoint;
+    let endpoint = endpoint.name.clone();
     let saturated = pool.num_idle() == 0 && pool.size() >= pool.options().get_max_connections();
     if saturated {
-        metrics::counter!("db_pool_waits_total", "endpoint" => endpoint).increment(1);
+        metrics::counter!("db_pool_waits_total", "endpoint" => endpoint.clone()).increment(1);
     }
     let started = Instant::now();
-    let conn = pool.acquire().await;
-    metrics::histogram!("db_pool_acquire_seconds", "endpoint" => endpoint)
+    // While we wait (a full pool, or a server that stopped answering), the
+    // health monitor may declare the server down: then give up at once rather
+    // than wait out the acquire timeout.
+    let acquiring = pool.acquire();
+    tokio::pin!(acquiring);
+    let conn = loop {
+        tokio::select! {
+            biased;
+            conn = &mut acquiring => break conn,
+            () = tokio::time::sleep(Duration::from_millis(50)) => {
+                if !endpoint_state.is_up() {
+                    break Err(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionRefused,
+                        format!("database {} is down", endpoint_state.name),
+                    )));
+                }
+            }
+        }
+    };
+    metrics::histogram!("db_pool_acquire_seconds", "endpoint" => endpoint.clone())
         .record(started.elapsed().as_secs_f64());
     if matches!(conn, Err(sqlx::Error::PoolTimedOut)) {
-        metrics::counter!("db_pool_timeouts_total", "endpoint" => endpoint).increment(1);
+        metrics::counter!("db_pool_timeouts_total", "endpoint" => endpoint.clone()).increment(1);
     }
     conn
 }
 
-fn record_pool<DB: Database>(pool: &Pool<DB>, endpoint: &'static str) {
+fn record_pool<DB: Database>(pool: &Pool<DB>, endpoint: &str) {
+    let endpoint = endpoint.to_owned();
     let size = pool.size() as f64;
     let idle = pool.num_idle() as f64;
-    metrics::gauge!("db_pool_connections", "endpoint" => endpoint, "state" => "open").set(size);
-    metrics::gauge!("db_pool_connections", "endpoint" => endpoint, "state" => "idle").set(idle);
-    metrics::gauge!("db_pool_connections", "endpoint" => endpoint, "state" => "in_use")
+    metrics::gauge!("db_pool_connections", "endpoint" => endpoint.clone(), "state" => "open")
+        .set(size);
+    metrics::gauge!("db_pool_connections", "endpoint" => endpoint.clone(), "state" => "idle")
+        .set(idle);
+    metrics::gauge!("db_pool_connections", "endpoint" => endpoint.clone(), "state" => "in_use")
         .set(size - idle);
     metrics::gauge!("db_pool_max_connections", "endpoint" => endpoint)
         .set(pool.options().get_max_connections() as f64);
+}
+
+/// Errors that mean the server did not answer (as opposed to a query error).
+pub fn is_connection_error(err: &sqlx::Error) -> bool {
+    matches!(
+        err,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed
+    ) || err
+        .as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code.starts_with("57P") || code.starts_with("08"))
+}
+
+/// Connection options shared by the primary and the replicas: every statement
+/// is bounded by the configured timeout.
+pub fn postgres_options(url: &str, config: &Config) -> Result<PgConnectOptions, sqlx::Error> {
+    let timeout_ms = config.db_statement_timeout.as_millis().to_string();
+    Ok(PgConnectOptions::from_str(url)?
+        .application_name("coop")
+        .options([("statement_timeout", timeout_ms.as_str())]))
+}
+
+pub fn postgres_pool(config: &Config) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(config.db_pool_size)
+        .acquire_timeout(config.db_acquire_timeout)
 }
 
 /// True when `err` is a unique-constraint violation (on either backend).

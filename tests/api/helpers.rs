@@ -114,7 +114,12 @@ impl Drop for TestDatabase {
 /// The storage an app (or several apps, or an app and its restart) runs on.
 pub enum Backing {
     Sqlite(tempfile::TempDir),
-    Postgres { db: TestDatabase, redis_url: String },
+    /// Command-line arguments given as they are (storage owned by the test).
+    Args(Vec<String>),
+    Postgres {
+        db: TestDatabase,
+        redis_url: String,
+    },
 }
 
 impl Backing {
@@ -132,6 +137,7 @@ impl Backing {
     pub fn args(&self) -> Vec<String> {
         match self {
             Backing::Sqlite(dir) => vec!["--data-dir".into(), dir.path().display().to_string()],
+            Backing::Args(args) => args.clone(),
             Backing::Postgres { db, redis_url } => vec![
                 "--database-url".into(),
                 db.url.clone(),

@@ -11,3 +11,4 @@ mod idempotency;
 mod instances;
 mod operations;
 mod process;
+mod replicas;

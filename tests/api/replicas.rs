@@ -1,0 +1,412 @@
+//! Streaming replicas started by `scripts/pg-cluster.sh`: read routing,
+//! read-your-writes by WAL position, and replica and primary outages.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backing, Endpoint, ProcessApp, redis_url, spawn_process};
+
+/// A primary and replicas of the test's own, removed when dropped.
+struct Cluster {
+    dir: String,
+    base_port: u16,
+    replicas: usize,
+    database: String,
+}
+
+impl Cluster {
+    async fn start(replicas: usize) -> Self {
+        let base_port = free_port_run(replicas as u16 + 1);
+        let dir = format!("/tmp/coop-test-cluster-{}", uuid::Uuid::new_v4().simple());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-cluster.sh");
+        let output = std::process::Command::new(script)
+            .args(["start", &dir, &replicas.to_string(), &base_port.to_string()])
+            .output()
+            .expect("run scripts/pg-cluster.sh");
+        assert!(
+            output.status.success(),
+            "scripts/pg-cluster.sh start failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let database = format!("coop_{}", uuid::Uuid::new_v4().simple());
+        let cluster = Self {
+            dir,
+            base_port,
+            replicas,
+            database,
+        };
+        let admin = sqlx::PgPool::connect(&cluster.url(base_port, "postgres"))
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE \"{}\"", cluster.database))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        // The new database reaches the replicas by streaming, like any write.
+        for i in 1..=replicas {
+            let url = cluster.url(base_port + i as u16, &cluster.database);
+            let started = Instant::now();
+            while sqlx::PgPool::connect(&url).await.is_err() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "database never reached replica {i}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        cluster
+    }
+
+    fn url(&self, port: u16, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{port}/{database}")
+    }
+
+    fn args(&self) -> Vec<String> {
+        let replicas: Vec<String> = (1..=self.replicas)
+            .map(|i| self.url(self.base_port + i as u16, &self.database))
+            .collect();
+        vec![
+            "--database-url".into(),
+            self.url(self.base_port, &self.database),
+            "--replica-urls".into(),
+            replicas.join(","),
+            "--redis-url".into(),
+            redis_url(),
+        ]
+    }
+
+    fn node(&self, name: &str, action: &str) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-cluster.sh");
+        let status = std::process::Command::new(script)
+            .args(["node", &self.dir, name, action])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{name} {action}");
+    }
+
+    /// Runs SQL on replica `i` (e.g. to pause its replay).
+    async fn on_replica(&self, i: usize, sql: &str) {
+        let pool = sqlx::PgPool::connect(&self.url(self.base_port + i as u16, "postgres"))
+            .await
+            .unwrap();
+        sqlx::query(sql).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-cluster.sh");
+        let _ = std::process::Command::new(script)
+            .args(["stop", &self.dir])
+            .status();
+    }
+}
+
+/// A base port with `count` free ports after it.
+fn free_port_run(count: u16) -> u16 {
+    loop {
+        let base = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if base > 60000 {
+            continue;
+        }
+        if (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+async fn start_app(cluster: &Cluster, env: &[(&str, &str)]) -> ProcessApp {
+    let app = spawn_process(Arc::new(Backing::Args(cluster.args())), env).await;
+    // Wait for the monitor to put every replica into the read set.
+    let started = Instant::now();
+    loop {
+        let ready = app.get("/ready").send().await.json();
+        let replicas = ready["checks"]["replicas"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        if replicas.len() == cluster.replicas && replicas.values().all(|v| v == "ok") {
+            return app;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "replicas never joined: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn rename(
+    app: &Endpoint,
+    session: &str,
+    family: &Value,
+    name: &str,
+) -> crate::helpers::TestResponse {
+    app.put(
+        &format!("/api/v1/families/{}", family["family_id"].as_str().unwrap()),
+        &json!({"family_name": name, "email": family["email"]}),
+    )
+    .session(session)
+    .send()
+    .await
+}
+
+async fn read_name(
+    app: &Endpoint,
+    session: &str,
+    family: &Value,
+    read_after: Option<&str>,
+) -> String {
+    let mut req = app
+        .get(&format!(
+            "/api/v1/families/{}",
+            family["family_id"].as_str().unwrap()
+        ))
+        .session(session);
+    if let Some(lsn) = read_after {
+        req = req.header("coop-read-after", lsn);
+    }
+    let response = req.send().await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    response.json()["family_name"].as_str().unwrap().to_owned()
+}
+
+/// Replay paused everywhere: the writer reads its write back (from the
+/// primary); a client that did not write keeps reading the replicas.
+async fn read_your_writes_while_replicas_lag(cache: &str) {
+    let cluster = Cluster::start(2).await;
+    let app = start_app(&cluster, &[("COOP_CACHE", cache)]).await;
+    let c = app.coordinator().await;
+    let family = app.family(&c.session, "Old").await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // replicas catch up
+    assert_eq!(read_name(&app, &c.session, &family, None).await, "Old");
+    for i in 1..=2 {
+        cluster.on_replica(i, "SELECT pg_wal_replay_pause()").await;
+    }
+
+    let replica_reads = app
+        .metric("db_reads_total", &["endpoint=\"replica\""])
+        .await;
+    let fallbacks = app.metric("db_read_your_writes_fallbacks_total", &[]).await;
+    let write = rename(&app, &c.session, &family, "New").await;
+    assert_eq!(write.status, StatusCode::OK, "{}", write.text);
+    let token = write
+        .header("coop-read-after")
+        .expect("a write returns its WAL position")
+        .to_owned();
+    assert!(
+        write
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("coop_read_after="))
+    );
+
+    if cache == "off" {
+        assert_eq!(
+            read_name(&app, &c.session, &family, Some(&token)).await,
+            "New",
+            "the writer sees its write"
+        );
+        assert!(app.metric("db_read_your_writes_fallbacks_total", &[]).await > fallbacks);
+        // Another client (no token) is served by a replica, which still has the old row.
+        assert_eq!(read_name(&app, &c.session, &family, None).await, "Old");
+        assert!(
+            app.metric("db_reads_total", &["endpoint=\"replica\""])
+                .await
+                > replica_reads
+        );
+    } else {
+        // Another client misses the cache first: its fill must not come from a
+        // replica that has not replayed the write (the invalidation carried the
+        // write's WAL position), or everyone would read "Old" from the cache.
+        assert_eq!(read_name(&app, &c.session, &family, None).await, "New");
+        assert_eq!(
+            read_name(&app, &c.session, &family, Some(&token)).await,
+            "New",
+            "the writer sees its write"
+        );
+    }
+
+    for i in 1..=2 {
+        cluster.on_replica(i, "SELECT pg_wal_replay_resume()").await;
+    }
+    let started = Instant::now();
+    while read_name(&app, &c.session, &family, None).await != "New" {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "replicas never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_reads_its_write_while_replicas_lag() {
+    read_your_writes_while_replicas_lag("off").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_is_not_filled_from_a_replica_behind_a_write() {
+    read_your_writes_while_replicas_lag("on").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_under_load_fails_no_read() {
+    let cluster = Cluster::start(2).await;
+    let app = start_app(&cluster, &[("COOP_CACHE", "off")]).await;
+    let c = app.coordinator().await;
+    let family = app.family(&c.session, "Steady").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut failures = Vec::new();
+    for i in 0..400 {
+        if i == 100 {
+            cluster.node("replica1", "stop");
+        }
+        let response = app
+            .get(&format!(
+                "/api/v1/families/{}",
+                family["family_id"].as_str().unwrap()
+            ))
+            .session(&c.session)
+            .send()
+            .await;
+        if response.status != StatusCode::OK {
+            failures.push((i, response.status, response.text));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed reads, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    let ready = app.get("/ready").send().await.json();
+    assert_eq!(
+        ready["checks"]["replicas"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|v| *v == "ok")
+            .count(),
+        1,
+        "{ready}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_primary_writes_fail_fast_and_reads_go_on() {
+    let cluster = Cluster::start(1).await;
+    let app = start_app(&cluster, &[("COOP_CACHE", "off")]).await;
+    let c = app.coordinator().await;
+    let family = app.family(&c.session, "Before").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    cluster.node("primary", "stop");
+    let started = Instant::now();
+    let write = rename(&app, &c.session, &family, "During").await;
+    assert_eq!(
+        write.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        write.text
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(write.header("retry-after"), Some("1"));
+    for _ in 0..20 {
+        assert_eq!(read_name(&app, &c.session, &family, None).await, "Before");
+    }
+    let ready = app.get("/ready").send().await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.text
+    );
+    assert_eq!(app.metric("db_primary_up", &[]).await, 0.0);
+
+    cluster.node("primary", "start");
+    let started = Instant::now();
+    loop {
+        let write = rename(&app, &c.session, &family, "After").await;
+        if write.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "writes never resumed: {}",
+            write.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_replica_leaves_the_read_set_and_returns() {
+    let cluster = Cluster::start(2).await;
+    let app = start_app(
+        &cluster,
+        &[("COOP_CACHE", "off"), ("COOP_MAX_REPLICA_LAG", "1s")],
+    )
+    .await;
+    let c = app.coordinator().await;
+    let family = app.family(&c.session, "v0").await;
+    cluster.on_replica(1, "SELECT pg_wal_replay_pause()").await;
+
+    let replica_state = async |app: &ProcessApp| {
+        let ready = app.get("/ready").send().await.json();
+        let replicas = ready["checks"]["replicas"].as_object().unwrap().clone();
+        replicas
+            .values()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let started = Instant::now();
+    let mut step = 0;
+    loop {
+        step += 1;
+        assert_eq!(
+            rename(&app, &c.session, &family, &format!("v{step}"))
+                .await
+                .status,
+            StatusCode::OK
+        );
+        if replica_state(&app)
+            .await
+            .iter()
+            .filter(|s| *s == "ok")
+            .count()
+            == 1
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the paused replica stayed in the read set"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.on_replica(1, "SELECT pg_wal_replay_resume()").await;
+    let started = Instant::now();
+    while replica_state(&app).await.iter().any(|s| s != "ok") {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the replica never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
