@@ -39,6 +39,17 @@ pub struct Config {
           default_value = "5s", value_parser = parse_duration)]
     pub max_replica_lag: Duration,
 
+    /// How reads follow a client's own writes: `lsn` (replicas that have replayed
+    /// the write) or `sticky` (the primary for COOP_MAX_REPLICA_LAG after a
+    /// write: the common simpler rule, kept to measure `lsn` against).
+    #[arg(
+        long = "read-your-writes",
+        env = "COOP_READ_YOUR_WRITES",
+        value_name = "COOP_READ_YOUR_WRITES",
+        default_value = "lsn"
+    )]
+    pub read_your_writes: ReadYourWrites,
+
     /// Longest a single SQL statement may run (PostgreSQL `statement_timeout`).
     #[arg(long = "db-statement-timeout", env = "COOP_DB_STATEMENT_TIMEOUT",
           value_name = "COOP_DB_STATEMENT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -143,6 +154,12 @@ pub struct Config {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReadYourWrites {
+    Lsn,
+    Sticky,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,7 +20,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .sessions
             .load(
                 &token,
-                crate::http::read_after::from_headers(&parts.headers),
+                crate::http::read_after::position(state, &parts.headers),
             )
             .await?
             .ok_or(ApiError::Unauthorized)?;

@@ -131,7 +131,7 @@ async fn scope_of(state: &AppState, headers: &axum::http::HeaderMap) -> Result<S
     Ok(match token_from_headers(headers) {
         Some(token) => match state
             .sessions
-            .load(&token, super::read_after::from_headers(headers))
+            .load(&token, super::read_after::position(state, headers))
             .await?
         {
             Some(session) => format!("user:{}", session.user_id),

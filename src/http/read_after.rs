@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::config::ReadYourWrites;
 use crate::state::AppState;
 use crate::store::replicas::Lsn;
 
@@ -22,12 +23,29 @@ pub const COOKIE: &str = "coop_read_after";
 #[derive(Clone, Copy)]
 pub struct WrittenAt(pub Lsn);
 
-/// The position this client must read at or after, if it sent one.
-pub fn from_headers(headers: &HeaderMap) -> Option<Lsn> {
+/// What a write hands its client: the WAL position and when (unix ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub lsn: Lsn,
+    pub at_ms: u64,
+}
+
+impl Token {
+    fn parse(text: &str) -> Option<Self> {
+        let (lsn, at_ms) = text.trim().split_once('.')?;
+        Some(Self {
+            lsn: lsn.parse().ok()?,
+            at_ms: at_ms.parse().ok()?,
+        })
+    }
+}
+
+/// The token this client sent back, if any (header first, then cookie).
+pub fn from_headers(headers: &HeaderMap) -> Option<Token> {
     let from_header = headers
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
+        .and_then(Token::parse);
     from_header.or_else(|| {
         headers
             .get_all(header::COOKIE)
@@ -36,8 +54,27 @@ pub fn from_headers(headers: &HeaderMap) -> Option<Lsn> {
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(name, _)| *name == COOKIE)
-            .and_then(|(_, value)| value.parse().ok())
+            .and_then(|(_, value)| Token::parse(value))
     })
+}
+
+/// The WAL position this client's reads must not be older than.
+pub fn position(state: &AppState, headers: &HeaderMap) -> Option<Lsn> {
+    let token = from_headers(headers)?;
+    match state.config.read_your_writes {
+        ReadYourWrites::Lsn => Some(token.lsn),
+        // "Stick to the primary for a while": no replica is ever far enough.
+        ReadYourWrites::Sticky => {
+            let age_ms = unix_ms().saturating_sub(token.at_ms);
+            (u128::from(age_ms) < state.config.max_replica_lag.as_millis()).then_some(Lsn::MAX)
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Stamps successful writes with the token (only when replicas are configured).
@@ -55,6 +92,7 @@ pub async fn stamp_writes(State(state): State<AppState>, req: Request, next: Nex
         None => replicas.current_lsn().await.ok(),
     };
     if let Some(lsn) = lsn {
+        let token = format!("{lsn}.{}", unix_ms());
         // Long enough for any replica the router still uses to catch up.
         let max_age = (state.config.max_replica_lag.as_secs() * 2).max(10);
         let secure = if state.config.secure_cookies {
@@ -63,13 +101,42 @@ pub async fn stamp_writes(State(state): State<AppState>, req: Request, next: Nex
             ""
         };
         let cookie =
-            format!("{COOKIE}={lsn}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
+            format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
         if let Ok(cookie) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
-        response
-            .headers_mut()
-            .insert(HEADER, HeaderValue::from(lsn));
+        if let Ok(token) = HeaderValue::from_str(&token) {
+            response.headers_mut().insert(HEADER, token);
+        }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_through_headers_and_cookies() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; coop_read_after=42.1700"),
+        );
+        assert_eq!(
+            from_headers(&headers),
+            Some(Token {
+                lsn: 42,
+                at_ms: 1700
+            })
+        );
+        headers.insert(HEADER, HeaderValue::from_static("43.1800"));
+        assert_eq!(
+            from_headers(&headers).map(|t| t.lsn),
+            Some(43),
+            "the header wins"
+        );
+        headers.insert(HEADER, HeaderValue::from_static("garbage"));
+        assert_eq!(from_headers(&headers).map(|t| t.lsn), Some(42));
+    }
 }

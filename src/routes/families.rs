@@ -126,7 +126,7 @@ pub async fn get_family(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = family_id(&id)?;
-    let read_after = read_after::from_headers(&headers);
+    let read_after = read_after::position(&state, &headers);
     // A family account sees its own family only.
     if session.role == Role::Family && session.family_id != Some(id) {
         return Err(not_found());
@@ -174,7 +174,7 @@ pub async fn list_families(
     let mut rows = replicas::read(
         &state.db,
         state.replicas.as_deref(),
-        read_after::from_headers(&headers),
+        read_after::position(&state, &headers),
         |db| async move { store::families::list(&db, session.coop_id, after, limit + 1).await },
     )
     .await?;

@@ -410,3 +410,34 @@ async fn a_lagging_replica_leaves_the_read_set_and_returns() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Once a replica has replayed a write, LSN routing sends the writer's reads
+/// back to it; the "sticky" rule keeps them on the primary for the whole window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lsn_routing_returns_the_writer_to_replicas_sooner_than_sticky() {
+    let cluster = Cluster::start(1).await;
+    for (mode, expect_replica) in [("lsn", true), ("sticky", false)] {
+        let app = start_app(
+            &cluster,
+            &[("COOP_CACHE", "off"), ("COOP_READ_YOUR_WRITES", mode)],
+        )
+        .await;
+        let c = app.coordinator().await;
+        let family = app.family(&c.session, "A").await;
+        let write = rename(&app, &c.session, &family, "B").await;
+        let token = write.header("coop-read-after").unwrap().to_owned();
+        tokio::time::sleep(Duration::from_millis(300)).await; // the replica has replayed it
+        let before = app
+            .metric("db_reads_total", &["endpoint=\"replica\""])
+            .await;
+        assert_eq!(
+            read_name(&app, &c.session, &family, Some(&token)).await,
+            "B"
+        );
+        let served_by_replica = app
+            .metric("db_reads_total", &["endpoint=\"replica\""])
+            .await
+            > before;
+        assert_eq!(served_by_replica, expect_replica, "mode {mode}");
+    }
+}
