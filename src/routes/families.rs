@@ -218,11 +218,7 @@ pub async fn update_family(
         .map_err(email_conflict)?
     {
         UpdateOutcome::Updated(row) => {
-            let written_at = state.write_position().await;
-            state
-                .cache
-                .invalidate(&keys::family(session.coop_id, id), written_at)
-                .await;
+            let written_at = family_changed(&state, session.coop_id, id).await;
             Ok(with_position(
                 family_response(StatusCode::OK, row),
                 written_at,
@@ -247,11 +243,7 @@ pub async fn delete_family(
     let expected = if_match(&headers)?;
     match store::families::delete(&state.db, session.coop_id, id, expected).await? {
         DeleteOutcome::Deleted => {
-            let written_at = state.write_position().await;
-            state
-                .cache
-                .invalidate(&keys::family(session.coop_id, id), written_at)
-                .await;
+            let written_at = family_changed(&state, session.coop_id, id).await;
             Ok(with_position(
                 StatusCode::NO_CONTENT.into_response(),
                 written_at,
@@ -334,6 +326,17 @@ fn family_response(status: StatusCode, row: FamilyRow) -> Response {
         response.headers_mut().insert(header::ETAG, etag);
     }
     response
+}
+
+/// After a change to a family committed: drops it from every cache and returns
+/// the write's WAL position (with replicas), which the invalidation carries.
+async fn family_changed(state: &AppState, coop_id: Uuid, id: Uuid) -> Option<u64> {
+    let written_at = state.write_position().await;
+    state
+        .cache
+        .invalidate(&keys::family(coop_id, id), written_at)
+        .await;
+    written_at
 }
 
 /// Hands the write's WAL position to `read_after::stamp_writes`, which would

@@ -1,0 +1,3 @@
+//! Protection around calls to external providers (SMTP, payments).
+
+pub mod breaker;
