@@ -199,10 +199,20 @@ impl SharedCache {
             pending.clear_all = true;
         }
         self.has_pending.store(true, Ordering::SeqCst);
-        if self.backing_off() {
-            return Err(Unavailable);
+        // Other instances keep trusting their L1 while their own subscription
+        // is alive, so an undelivered invalidation leaves them stale: a write
+        // ignores the read path's back-off and tries hard (a reconnect after a
+        // Redis restart usually takes one failed command) before giving up.
+        let mut delivered = Err(Unavailable);
+        for attempt in 0..4 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            delivered = self.deliver(&mut pending).await;
+            if delivered.is_ok() {
+                break;
+            }
         }
-        let delivered = self.deliver(&mut pending).await;
         if delivered.is_err() {
             self.back_off();
         }
