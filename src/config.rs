@@ -185,7 +185,7 @@ impl Config {
             DatabaseUrl::Postgres(_) if self.redis_url.is_some() => {
                 "distributed (PostgreSQL + Redis)"
             }
-            DatabaseUrl::Postgres(_) => "PostgreSQL (sessions in the database)",
+            DatabaseUrl::Postgres(_) => "PostgreSQL (no Redis: caching off)",
         }
     }
 

@@ -181,31 +181,14 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl From<redis::RedisError> for ApiError {
-    fn from(err: redis::RedisError) -> Self {
-        Self::Unavailable {
-            dependency: "the session store",
-            source: err.into(),
-        }
-    }
-}
-
 /// Errors that mean "the database could not be reached or is overloaded", as
 /// opposed to a bug in a query.
 fn is_outage(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        // SQLite "database is locked" / PostgreSQL "too many connections",
-        // "cannot connect now", admin shutdown: transient, retry later.
-        sqlx::Error::Database(db) => matches!(
-            db.code().as_deref(),
-            Some("5" | "6" | "53300" | "57P01" | "57P02" | "57P03")
-        ),
-        _ => false,
-    }
+    // SQLite "database is busy/locked" and PostgreSQL "too many connections"
+    // are transient too: retry later.
+    crate::store::is_connection_error(err)
+        || err
+            .as_database_error()
+            .and_then(|db| db.code())
+            .is_some_and(|code| matches!(code.as_ref(), "5" | "6" | "53300"))
 }

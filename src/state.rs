@@ -12,7 +12,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::session::SessionStore;
 use crate::store::Db;
-use crate::store::replicas::{Lsn, ReplicaSet};
+use crate::store::replicas::{self, Lsn, ReplicaSet};
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -49,14 +49,7 @@ impl AppState {
     /// After a write committed: the WAL position reads of it must wait for
     /// (`None` without replicas, where every read sees every write).
     pub async fn write_position(&self) -> Option<Lsn> {
-        let replicas = self.replicas.as_deref()?;
-        match replicas.current_lsn().await {
-            Ok(lsn) => Some(lsn),
-            Err(err) => {
-                tracing::warn!(error = %err, "could not read the WAL position after a write");
-                None
-            }
-        }
+        replicas::position_after_write(self.replicas.as_deref()).await
     }
 }
 

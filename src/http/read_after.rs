@@ -14,7 +14,7 @@ use axum::response::Response;
 
 use crate::config::ReadYourWrites;
 use crate::state::AppState;
-use crate::store::replicas::Lsn;
+use crate::store::replicas::{self, Lsn};
 
 pub const HEADER: &str = "coop-read-after";
 pub const COOKIE: &str = "coop_read_after";
@@ -46,16 +46,7 @@ pub fn from_headers(headers: &HeaderMap) -> Option<Token> {
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(Token::parse);
-    from_header.or_else(|| {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE)
-            .and_then(|(_, value)| Token::parse(value))
-    })
+    from_header.or_else(|| super::cookie(headers, COOKIE).and_then(Token::parse))
 }
 
 /// The WAL position this client's reads must not be older than.
@@ -89,7 +80,7 @@ pub async fn stamp_writes(State(state): State<AppState>, req: Request, next: Nex
     }
     let lsn = match response.extensions().get::<WrittenAt>() {
         Some(WrittenAt(lsn)) => Some(*lsn),
-        None => replicas.current_lsn().await.ok(),
+        None => replicas::position_after_write(Some(replicas)).await,
     };
     if let Some(lsn) = lsn {
         let token = format!("{lsn}.{}", unix_ms());

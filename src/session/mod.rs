@@ -15,7 +15,7 @@ use crate::cache::{Cache, keys};
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::store::replicas::{self, Lsn, ReplicaSet};
-use crate::store::{self, Db};
+use crate::store::{self, Db, unix_now};
 use std::sync::Arc;
 
 pub const COOKIE_NAME: &str = "coop_session";
@@ -100,10 +100,7 @@ impl SessionStore {
         }
         let token_hash = hash(token);
         store::sessions::delete(&self.db, &token_hash).await?;
-        let written_at = match &self.replicas {
-            Some(replicas) => replicas.current_lsn().await.ok(),
-            None => None,
-        };
+        let written_at = replicas::position_after_write(self.replicas.as_deref()).await;
         self.cache
             .invalidate(&keys::session(&token_hash), written_at)
             .await;
@@ -113,10 +110,6 @@ impl SessionStore {
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
-}
-
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// Tokens are 43 URL-safe base64 characters; anything else never reaches the store.
@@ -144,14 +137,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The session token from a `Cookie` header, if any.
 pub fn token_from_headers(headers: &axum::http::HeaderMap) -> Option<String> {
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
-        .map(|(_, value)| value.to_owned())
+    crate::http::cookie(headers, COOKIE_NAME).map(str::to_owned)
 }
 
 #[cfg(test)]

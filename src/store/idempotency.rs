@@ -1,6 +1,6 @@
 //! Storage for `Idempotency-Key` records (see `http::idempotency`).
 
-use super::Db;
+use super::{Db, unix_now};
 use crate::with_conn;
 
 /// How long a key is remembered.
@@ -31,10 +31,6 @@ struct Record {
     headers: Option<String>,
     body: Option<Vec<u8>>,
     created_at: i64,
-}
-
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// Reserves `(scope, key)` for a request, or reports what already holds it. The

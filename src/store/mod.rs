@@ -177,16 +177,12 @@ pub async fn acquire<DB: Database>(
     endpoint: &Endpoint,
 ) -> Result<PoolConnection<DB>, sqlx::Error> {
     if !endpoint.is_up() {
-        return Err(sqlx::Error::Io(std::io::Error::new(
-            std::io::ErrorKind::ConnectionRefused,
-            format!("database {} is down", endpoint.name),
-        )));
+        return Err(endpoint_down(endpoint));
     }
-    let endpoint_state = endpoint;
-    let endpoint = endpoint.name.clone();
+    let label = endpoint.name.clone();
     let saturated = pool.num_idle() == 0 && pool.size() >= pool.options().get_max_connections();
     if saturated {
-        metrics::counter!("db_pool_waits_total", "endpoint" => endpoint.clone()).increment(1);
+        metrics::counter!("db_pool_waits_total", "endpoint" => label.clone()).increment(1);
     }
     let started = Instant::now();
     // While we wait (a full pool, or a server that stopped answering), the
@@ -199,21 +195,25 @@ pub async fn acquire<DB: Database>(
             biased;
             conn = &mut acquiring => break conn,
             () = tokio::time::sleep(Duration::from_millis(50)) => {
-                if !endpoint_state.is_up() {
-                    break Err(sqlx::Error::Io(std::io::Error::new(
-                        std::io::ErrorKind::ConnectionRefused,
-                        format!("database {} is down", endpoint_state.name),
-                    )));
+                if !endpoint.is_up() {
+                    break Err(endpoint_down(endpoint));
                 }
             }
         }
     };
-    metrics::histogram!("db_pool_acquire_seconds", "endpoint" => endpoint.clone())
+    metrics::histogram!("db_pool_acquire_seconds", "endpoint" => label.clone())
         .record(started.elapsed().as_secs_f64());
     if matches!(conn, Err(sqlx::Error::PoolTimedOut)) {
-        metrics::counter!("db_pool_timeouts_total", "endpoint" => endpoint.clone()).increment(1);
+        metrics::counter!("db_pool_timeouts_total", "endpoint" => label).increment(1);
     }
     conn
+}
+
+fn endpoint_down(endpoint: &Endpoint) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        format!("database {} is down", endpoint.name),
+    ))
 }
 
 fn record_pool<DB: Database>(pool: &Pool<DB>, endpoint: &str) {
@@ -279,6 +279,11 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// Seconds since the Unix epoch, for expiry columns.
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 pub fn now() -> time::OffsetDateTime {

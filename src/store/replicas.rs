@@ -247,6 +247,19 @@ impl ReplicaSet {
     }
 }
 
+/// After a write committed: the WAL position reads of it must wait for, or
+/// `None` without replicas (every read sees every write) or when the primary
+/// cannot say (logged; readers then get no read-your-writes floor).
+pub async fn position_after_write(replicas: Option<&ReplicaSet>) -> Option<Lsn> {
+    match replicas?.current_lsn().await {
+        Ok(lsn) => Some(lsn),
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read the WAL position after a write");
+            None
+        }
+    }
+}
+
 async fn poll(pool: &PgPool, sql: &'static str) -> Option<Lsn> {
     // Straight from the pool: the health flag must not stop its own probe.
     let probe = async {

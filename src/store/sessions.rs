@@ -1,11 +1,7 @@
 //! Session records (read through the cache by `session::SessionStore`).
 
-use super::Db;
+use super::{Db, unix_now};
 use crate::with_conn;
-
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
 
 pub async fn put(
     db: &Db,

@@ -205,6 +205,15 @@ pub async fn spawn_app_on(backing: std::sync::Arc<Backing>, extra: &[&str]) -> T
     }
 }
 
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn client() -> reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT
@@ -459,11 +468,7 @@ pub struct ProcessApp {
 }
 
 pub async fn spawn_process(backing: std::sync::Arc<Backing>, env: &[(&str, &str)]) -> ProcessApp {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coop"));
     command
         .arg("serve")
@@ -538,11 +543,7 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut redis = Self { child: None, port };
         redis.restart().await;
         redis

@@ -7,15 +7,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-const BIN: &str = env!("CARGO_BIN_EXE_coop");
+use crate::helpers::free_port;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const BIN: &str = env!("CARGO_BIN_EXE_coop");
 
 /// Runs `coop` with only the given COOP_* variables and returns (exit code, stderr).
 fn run_with_env(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {

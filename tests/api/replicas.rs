@@ -110,11 +110,7 @@ impl Drop for Cluster {
 /// A base port with `count` free ports after it.
 fn free_port_run(count: u16) -> u16 {
     loop {
-        let base = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let base = crate::helpers::free_port();
         if base > 60000 {
             continue;
         }
