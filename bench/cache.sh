@@ -110,26 +110,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# forget_pid PID: drop a finished process from PIDS, so cleanup never signals
-# an unrelated process that reused its id.
-forget_pid() {
-    local i
-    for i in "${!PIDS[@]}"; do
-        [[ "${PIDS[$i]}" == "$1" ]] && unset 'PIDS[i]'
-    done
-    return 0
-}
-
 # ---------------------------------------------------------------- helpers ----
-secs() { # DURATION -> whole seconds
-    awk -v d="$1" 'BEGIN {
-        n = d; sub(/[a-z]+$/, "", n); u = d; sub(/^[0-9.]+/, "", u)
-        m = (u == "m") ? 60 : (u == "h") ? 3600 : 1
-        printf "%d", n * m }'
-}
-group() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; } # 100000 -> 100,000
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }          # calc FORMAT EXPR
-max2() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 >= b + 0) ? a : b }'; }
 
 pg() { # psql against the maintenance database, bounded
     PGCONNECT_TIMEOUT=5 timeout "${PG_TIMEOUT:-60}" psql -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" \
@@ -237,28 +218,15 @@ run_pair() {
 
 # parse_wrk FILE: "rps p50_ms p99_ms socket_errors non2xx requests distinct rank1 p999_ms max_ms"
 parse_wrk() {
-    local out=$1 rps p50 p99 bench socket non2xx non2xx_line requests distinct rank1 p999 max
-    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-    p50=$(awk '/Latency Distribution/ {d=1} d && $1=="50%" {print $2; exit}' "$out")
-    p99=$(awk '/Latency Distribution/ {d=1} d && $1=="99%" {print $2; exit}' "$out")
-    bench=$(grep '^BENCH ' "$out" || true)
-    if [[ -z "$rps" || -z "$p50" || -z "$p99" || -z "$bench" ]]; then
+    local out=$1 summary p999 max
+    if ! summary=$(wrk_summary "$out"); then
         log "could not parse wrk output $out"
         return 1
     fi
-    field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$bench"; }
-    socket=$(field socket_errors)
-    non2xx=$(field non2xx)
-    requests=$(field requests)
-    distinct=$(field distinct_ranks)
-    rank1=$(field rank1)
-    p999=$(calc '%.2f' "$(field p999_us) / 1000")
-    max=$(calc '%.1f' "$(field max_us) / 1000")
-    # wrk prints "Non-2xx or 3xx responses: N" only when N > 0.
-    non2xx_line=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
-    non2xx=$(max2 "$non2xx" "${non2xx_line:-0}")
-    printf '%s %s %s %s %s %s %s %s %s %s\n' "$(printf '%.0f' "$rps")" "$(to_ms "$p50")" "$(to_ms "$p99")" \
-        "$socket" "$non2xx" "$requests" "$distinct" "$rank1" "$p999" "$max"
+    p999=$(calc '%.2f' "$(bench_field "$out" p999_us) / 1000")
+    max=$(calc '%.1f' "$(bench_field "$out" max_us) / 1000")
+    printf '%s %s %s %s %s %s %s\n' "$summary" "$(bench_field "$out" requests)" \
+        "$(bench_field "$out" distinct_ranks)" "$(bench_field "$out" rank1)" "$p999" "$max"
 }
 
 # Results per phase label.

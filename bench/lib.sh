@@ -1,4 +1,5 @@
-# Shared shell functions for the Coop benchmarks (bench/run.sh, bench/cache.sh).
+# Shared shell functions for the Coop benchmarks (bench/run.sh, bench/cache.sh,
+# bench/replicas.sh).
 # Source it after `set -Eeuo pipefail`; it defines functions and a few globals:
 #
 #   PIDS=() TMP_DIRS=()   the caller's cleanup trap stops / removes these
@@ -113,6 +114,47 @@ wait_http() {
     done
     log "$url did not answer 200 within 60 s (last: $code)"
     return 1
+}
+
+# forget_pid PID: drop a finished process from PIDS, so the cleanup trap never
+# signals an unrelated process that reused its id.
+forget_pid() {
+    local i
+    for i in "${!PIDS[@]}"; do
+        [[ "${PIDS[$i]}" == "$1" ]] && unset 'PIDS[i]'
+    done
+    return 0
+}
+
+secs() { # DURATION ("15s", "2m", "15") -> whole seconds
+    awk -v d="$1" 'BEGIN {
+        n = d; sub(/[a-z]+$/, "", n); u = d; sub(/^[0-9.]+/, "", u)
+        m = (u == "m") ? 60 : (u == "h") ? 3600 : 1
+        printf "%d", n * m }'
+}
+group() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; } # 100000 -> 100,000
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }          # calc FORMAT EXPR
+max2() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 >= b + 0) ? a : b }'; }
+
+# bench_field FILE NAME: the number NAME=… on the BENCH line our wrk Lua scripts print.
+bench_field() { grep '^BENCH ' "$1" | sed -n "s/.* $2=\([0-9]*\).*/\1/p"; }
+
+# wrk_summary FILE: "RPS P50_MS P99_MS SOCKET_ERRORS NON2XX" from a `wrk --latency`
+# output with our Lua scripts' BENCH line. NON2XX is the larger of the Lua count and
+# wrk's own "Non-2xx or 3xx responses" line (printed only when non-zero). Fails when
+# the output is incomplete (a crashed or killed run).
+wrk_summary() {
+    local out=$1 rps p50 p99 socket non2xx wrk_non2xx
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    p50=$(awk '/Latency Distribution/ {d=1} d && $1=="50%" {print $2; exit}' "$out")
+    p99=$(awk '/Latency Distribution/ {d=1} d && $1=="99%" {print $2; exit}' "$out")
+    grep -q '^BENCH ' "$out" || return 1
+    [[ -n "$rps" && -n "$p50" && -n "$p99" ]] || return 1
+    socket=$(bench_field "$out" socket_errors)
+    non2xx=$(bench_field "$out" non2xx)
+    wrk_non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+    printf '%s %s %s %s %s\n' "$(printf '%.0f' "$rps")" "$(to_ms "$p50")" "$(to_ms "$p99")" \
+        "${socket:-0}" "$(max2 "${non2xx:-0}" "${wrk_non2xx:-0}")"
 }
 
 # to_ms VALUE: wrk's "123.45us" / "1.23ms" / "1.02s" / "1.00m" -> milliseconds.

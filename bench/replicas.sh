@@ -94,7 +94,8 @@ DB=coop_bench
 source "$BENCH_DIR/lib.sh"
 
 for f in log die stop_pid free_port wait_http to_ms wait_quiet snapshot snapshot_all delta \
-         delta_except children_secs tree_pids db_pids source_rev ensure_tools results_put_section; do
+         delta_except children_secs tree_pids db_pids source_rev ensure_tools results_put_section \
+         forget_pid secs group calc max2 bench_field wrk_summary; do
     declare -F "$f" >/dev/null || { echo "bench/replicas.sh: bench/lib.sh has no function $f" >&2; exit 1; }
 done
 
@@ -126,25 +127,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# forget_pid PID: drop a finished process from PIDS.
-forget_pid() {
-    local i
-    for i in "${!PIDS[@]}"; do
-        [[ "${PIDS[$i]}" == "$1" ]] && unset 'PIDS[i]'
-    done
-    return 0
-}
-
 # ---------------------------------------------------------------- helpers ----
-secs() { # DURATION -> whole seconds
-    awk -v d="$1" 'BEGIN {
-        n = d; sub(/[a-z]+$/, "", n); u = d; sub(/^[0-9.]+/, "", u)
-        m = (u == "m") ? 60 : (u == "h") ? 3600 : 1
-        printf "%d", n * m }'
-}
-calc() { awk "BEGIN { printf \"$1\", $2 }"; } # calc FORMAT EXPR
-max2() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 >= b + 0) ? a : b }'; }
-group() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; } # 10000 -> 10,000
 
 # wait_other_bench LABEL: until neither bench/cache.sh nor bench/run.sh runs
 # (they would disturb us, and we them); OTHER_BENCH_WAIT seconds at most overall.
@@ -360,23 +343,12 @@ wrk_run() {
 }
 # parse_wrk FILE: "rps p50_ms p99_ms socket_errors non2xx requests"
 parse_wrk() {
-    local out=$1 rps p50 p99 bench socket non2xx non2xx_line requests
-    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-    p50=$(awk '/Latency Distribution/ {d=1} d && $1=="50%" {print $2; exit}' "$out")
-    p99=$(awk '/Latency Distribution/ {d=1} d && $1=="99%" {print $2; exit}' "$out")
-    bench=$(grep '^BENCH ' "$out" || true)
-    if [[ -z "$rps" || -z "$p50" || -z "$p99" || -z "$bench" ]]; then
+    local out=$1 summary
+    if ! summary=$(wrk_summary "$out"); then
         log "could not parse wrk output $out"
         return 1
     fi
-    socket=$(sed -n 's/.* socket_errors=\([0-9]*\).*/\1/p' <<<"$bench")
-    non2xx=$(sed -n 's/.* non2xx=\([0-9]*\).*/\1/p' <<<"$bench")
-    requests=$(sed -n 's/^BENCH requests=\([0-9]*\).*/\1/p' <<<"$bench")
-    # wrk prints "Non-2xx or 3xx responses: N" only when N > 0.
-    non2xx_line=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
-    non2xx=$(max2 "$non2xx" "${non2xx_line:-0}")
-    printf '%s %s %s %s %s %s\n' "$(printf '%.0f' "$rps")" "$(to_ms "$p50")" "$(to_ms "$p99")" \
-        "$socket" "$non2xx" "$requests"
+    printf '%s %s\n' "$summary" "$(bench_field "$out" requests)"
 }
 
 # ---------------------------------------------------------------- phases ----

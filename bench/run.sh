@@ -179,29 +179,22 @@ wrk_once() {
 
 # parse_wrk LABEL OUTFILE: requests/s, p50, p99 and errors into R_*.
 parse_wrk() {
-    local label=$1 out=$2
-
-    local rps p50 p99 bench socket non2xx
-    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-    p50=$(awk '/Latency Distribution/ {d=1} d && $1=="50%" {print $2; exit}' "$out")
-    p99=$(awk '/Latency Distribution/ {d=1} d && $1=="99%" {print $2; exit}' "$out")
-    bench=$(grep '^BENCH ' "$out" || true)
-    if [[ -z "$rps" || -z "$p50" || -z "$p99" || -z "$bench" ]]; then
+    local label=$1 out=$2 summary rps p50 p99 socket non2xx
+    if ! summary=$(wrk_summary "$out"); then
         log "$label: could not parse wrk output"
         return 1
     fi
-    socket=$(sed -n 's/.* socket_errors=\([0-9]*\).*/\1/p' <<<"$bench")
-    non2xx=$(sed -n 's/.* non2xx=\([0-9]*\).*/\1/p' <<<"$bench")
-    R_RPS[$label]=$(printf '%.0f' "$rps")
-    R_P50[$label]=$(to_ms "$p50")
-    R_P99[$label]=$(to_ms "$p99")
+    read -r rps p50 p99 socket non2xx <<<"$summary"
+    R_RPS[$label]=$rps
+    R_P50[$label]=$p50
+    R_P99[$label]=$p99
     R_ERR[$label]=$((socket + non2xx))
     R_NOTE[$label]=""
     if [[ "${C_OTHER[$label]}" -ge "$QUIET_PCT" ]]; then
         R_NOTE[$label]="other processes used ${C_OTHER[$label]}% of one CPU during this run, so it is understated"
     fi
     if ((socket + non2xx > 0)); then
-        R_NOTE[$label]="${R_NOTE[$label]:+${R_NOTE[$label]}; }socket errors $socket ($(sed -n 's/.*\(connect=.* timeout=[0-9]*\).*/\1/p' <<<"$bench")), non-2xx $non2xx"
+        R_NOTE[$label]="${R_NOTE[$label]:+${R_NOTE[$label]}; }socket errors $socket ($(grep '^BENCH ' "$out" | sed -n 's/.*\(connect=.* timeout=[0-9]*\).*/\1/p')), non-2xx $non2xx"
     fi
 }
 
