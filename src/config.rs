@@ -144,6 +144,116 @@ pub struct Config {
           default_value = "0s", value_parser = parse_duration)]
     pub drain_delay: Duration,
 
+    /// `smtp://HOST:PORT` (or `smtps://USER:PASS@HOST`) for outgoing email. Unset:
+    /// emails are written as `.eml` files to `COOP_DATA_DIR/outbox`.
+    #[arg(long = "smtp-url", env = "COOP_SMTP_URL", value_name = "COOP_SMTP_URL",
+          value_parser = parse_smtp_url)]
+    pub smtp_url: Option<String>,
+
+    /// Sender of every email Coop sends.
+    #[arg(long = "mail-from", env = "COOP_MAIL_FROM", value_name = "COOP_MAIL_FROM",
+          default_value = "Coop <no-reply@coop.localhost>", value_parser = parse_mailbox)]
+    pub mail_from: String,
+
+    /// The address people use to reach Coop, for links in emails. Default: the
+    /// listen address.
+    #[arg(long = "public-url", env = "COOP_PUBLIC_URL", value_name = "COOP_PUBLIC_URL",
+          value_parser = parse_http_url)]
+    pub public_url: Option<String>,
+
+    /// The payment provider's API base URL (`POST {url}/charges`). Unset: payments
+    /// are refused with a message saying so.
+    #[arg(long = "payments-url", env = "COOP_PAYMENTS_URL", value_name = "COOP_PAYMENTS_URL",
+          value_parser = parse_http_url)]
+    pub payments_url: Option<String>,
+
+    /// Longest wait for one answer from the SMTP server or the payment provider.
+    #[arg(long = "provider-timeout", env = "COOP_PROVIDER_TIMEOUT",
+          value_name = "COOP_PROVIDER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub provider_timeout: Duration,
+
+    /// How long an invite link in a welcome email stays valid.
+    #[arg(long = "invite-ttl", env = "COOP_INVITE_TTL", value_name = "COOP_INVITE_TTL",
+          default_value = "7d", value_parser = parse_duration)]
+    pub invite_ttl: Duration,
+
+    /// Run background jobs inside `coop serve`. Default: on for SQLite (the
+    /// embedded tier has no separate workers), off for PostgreSQL (run `coop worker`).
+    #[arg(long = "run-jobs", env = "COOP_RUN_JOBS", value_name = "COOP_RUN_JOBS",
+          action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub run_jobs: Option<bool>,
+
+    /// Benchmark variant: run an enrollment's jobs before answering the request
+    /// (as if there were no queue). Off in production.
+    #[arg(long = "jobs-inline", env = "COOP_JOBS_INLINE", value_name = "COOP_JOBS_INLINE",
+          default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub jobs_inline: bool,
+
+    /// Jobs one worker runs at the same time.
+    #[arg(long = "worker-concurrency", env = "COOP_WORKER_CONCURRENCY",
+          value_name = "COOP_WORKER_CONCURRENCY", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub worker_concurrency: u32,
+
+    /// Where `coop worker` serves `/health` and `/metrics` (port 0: any free port).
+    #[arg(long = "worker-listen", env = "COOP_WORKER_LISTEN", value_name = "COOP_WORKER_LISTEN",
+          default_value = "127.0.0.1:0", value_parser = parse_listen)]
+    pub worker_listen: SocketAddr,
+
+    /// A claimed job belongs to its worker this long unless the worker's
+    /// heartbeat extends it; after that another worker may run it.
+    #[arg(long = "job-lease", env = "COOP_JOB_LEASE", value_name = "COOP_JOB_LEASE",
+          default_value = "30s", value_parser = parse_duration)]
+    pub job_lease: Duration,
+
+    /// How often an idle worker looks for new jobs.
+    #[arg(long = "job-poll", env = "COOP_JOB_POLL", value_name = "COOP_JOB_POLL",
+          default_value = "200ms", value_parser = parse_duration)]
+    pub job_poll: Duration,
+
+    /// Attempts before a job is moved to `dead`.
+    #[arg(long = "job-max-attempts", env = "COOP_JOB_MAX_ATTEMPTS",
+          value_name = "COOP_JOB_MAX_ATTEMPTS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub job_max_attempts: u32,
+
+    /// First retry delay; it doubles per attempt (with jitter) up to COOP_JOB_RETRY_MAX.
+    #[arg(long = "job-retry-base", env = "COOP_JOB_RETRY_BASE",
+          value_name = "COOP_JOB_RETRY_BASE", default_value = "2s", value_parser = parse_duration)]
+    pub job_retry_base: Duration,
+
+    #[arg(long = "job-retry-max", env = "COOP_JOB_RETRY_MAX",
+          value_name = "COOP_JOB_RETRY_MAX", default_value = "15m", value_parser = parse_duration)]
+    pub job_retry_max: Duration,
+
+    /// Circuit breakers (one per provider): failures count over this window...
+    #[arg(long = "breaker-window", env = "COOP_BREAKER_WINDOW",
+          value_name = "COOP_BREAKER_WINDOW", default_value = "30s", value_parser = parse_duration)]
+    pub breaker_window: Duration,
+
+    /// ...once it holds at least this many calls...
+    #[arg(long = "breaker-min-calls", env = "COOP_BREAKER_MIN_CALLS",
+          value_name = "COOP_BREAKER_MIN_CALLS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub breaker_min_calls: u32,
+
+    /// ...and the breaker opens when this share of them failed (0–1)...
+    #[arg(long = "breaker-failure-rate", env = "COOP_BREAKER_FAILURE_RATE",
+          value_name = "COOP_BREAKER_FAILURE_RATE", default_value = "0.5",
+          value_parser = parse_fraction)]
+    pub breaker_failure_rate: f64,
+
+    /// ...stays open this long, making no calls...
+    #[arg(long = "breaker-open-for", env = "COOP_BREAKER_OPEN_FOR",
+          value_name = "COOP_BREAKER_OPEN_FOR", default_value = "15s", value_parser = parse_duration)]
+    pub breaker_open_for: Duration,
+
+    /// ...then lets this many probe calls through: all succeed → closed, one fails → open.
+    #[arg(long = "breaker-half-open-probes", env = "COOP_BREAKER_HALF_OPEN_PROBES",
+          value_name = "COOP_BREAKER_HALF_OPEN_PROBES", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub breaker_half_open_probes: u32,
+
     /// Longest wait for in-flight requests to finish at shutdown.
     #[arg(long = "shutdown-timeout", env = "COOP_SHUTDOWN_TIMEOUT",
           value_name = "COOP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -186,6 +296,22 @@ impl Config {
                 "distributed (PostgreSQL + Redis)"
             }
             DatabaseUrl::Postgres(_) => "PostgreSQL (no Redis: caching off)",
+        }
+    }
+
+    /// Whether `coop serve` runs the job queue itself.
+    pub fn serve_runs_jobs(&self) -> bool {
+        self.run_jobs
+            .unwrap_or(matches!(self.database(), DatabaseUrl::Sqlite(_)))
+    }
+
+    pub fn breaker(&self) -> crate::resilience::breaker::BreakerConfig {
+        crate::resilience::breaker::BreakerConfig {
+            window: self.breaker_window,
+            min_calls: self.breaker_min_calls,
+            failure_rate: self.breaker_failure_rate,
+            open_for: self.breaker_open_for,
+            half_open_probes: self.breaker_half_open_probes,
         }
     }
 
@@ -242,6 +368,42 @@ fn parse_redis_url(value: &str) -> Result<String, String> {
         Err(format!(
             "COOP_REDIS_URL expects redis://HOST:PORT[/DB], got {value:?}"
         ))
+    }
+}
+
+fn parse_smtp_url(value: &str) -> Result<String, String> {
+    if value.starts_with("smtp://") || value.starts_with("smtps://") {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "COOP_SMTP_URL expects smtp://HOST:PORT or smtps://USER:PASSWORD@HOST, got {value:?}"
+        ))
+    }
+}
+
+fn parse_http_url(value: &str) -> Result<String, String> {
+    if value.starts_with("http://") || value.starts_with("https://") {
+        Ok(value.trim_end_matches('/').to_owned())
+    } else {
+        Err(format!(
+            "expected an http:// or https:// URL, got {value:?}"
+        ))
+    }
+}
+
+fn parse_mailbox(value: &str) -> Result<String, String> {
+    value
+        .parse::<lettre::message::Mailbox>()
+        .map(|_| value.to_owned())
+        .map_err(|_| format!("COOP_MAIL_FROM expects `Name <address@host>`, got {value:?}"))
+}
+
+fn parse_fraction(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) && f > 0.0 => Ok(f),
+        _ => Err(format!(
+            "expected a fraction above 0 and at most 1, got {value:?}"
+        )),
     }
 }
 

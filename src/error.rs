@@ -35,6 +35,8 @@ pub enum ApiError {
         message: String,
         fields: Option<FieldErrors>,
     },
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("request body exceeds {0} bytes")]
@@ -94,6 +96,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Gone { .. } => StatusCode::GONE,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -107,7 +110,8 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. }
             | Self::Unprocessable { code, .. }
-            | Self::Conflict { code, .. } => code,
+            | Self::Conflict { code, .. }
+            | Self::Gone { code, .. } => code,
             Self::Validation(_) => "validation_failed",
             Self::Unauthorized => "unauthenticated",
             Self::InvalidCredentials => "invalid_credentials",

@@ -1,7 +1,7 @@
 use clap::{Parser, Subcommand};
 
 use coop::config::Config;
-use coop::startup::{Application, shutdown_signal};
+use coop::startup::{Application, run_worker, shutdown_signal};
 use coop::store::Db;
 use coop::telemetry;
 
@@ -21,6 +21,8 @@ enum Command {
     Serve(Config),
     /// Apply database migrations and exit.
     Migrate(Config),
+    /// Run background jobs (email, calendar, payments) until SIGTERM.
+    Worker(Config),
 }
 
 #[tokio::main]
@@ -30,6 +32,10 @@ async fn main() {
         None => serve(cli.config).await,
         Some(Command::Serve(config)) => serve(config).await,
         Some(Command::Migrate(config)) => migrate(config).await,
+        Some(Command::Worker(config)) => {
+            telemetry::init(config.log);
+            run_worker(config, shutdown_signal()).await
+        }
     };
     if let Err(err) = result {
         eprintln!("coop: {err:#}");
@@ -39,6 +45,7 @@ async fn main() {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init(config.log);
+    let shutdown = shutdown_signal();
     let tier = config.tier();
     let app = Application::build(config).await?;
     tracing::info!(
@@ -48,7 +55,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "Coop is serving: open http://{}/",
         app.address()
     );
-    app.run_until_stopped(shutdown_signal()).await
+    app.run_until_stopped(shutdown).await
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {

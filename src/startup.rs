@@ -12,9 +12,13 @@ use axum::serve::ListenerExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::net::TcpListener;
 
+use std::sync::Arc;
+
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::http::metrics::prometheus_handle;
+use crate::jobs::effects::Effects;
+use crate::jobs::worker::{Worker, WorkerConfig};
 use crate::routes;
 use crate::session::SessionStore;
 use crate::state::{AppState, Inner};
@@ -58,6 +62,8 @@ impl Application {
             .with_context(|| format!("could not listen on {} (COOP_LISTEN)", config.listen))?;
         let address = listener.local_addr()?;
         let instance_id = config.instance_id(address);
+        let effects = Arc::new(Effects::new(&config, db.clone(), address)?);
+        let worker_config = WorkerConfig::from_config(&config);
         metrics::gauge!(
             "coop_info",
             "version" => env!("CARGO_PKG_VERSION"),
@@ -72,6 +78,8 @@ impl Application {
             cache,
             redis: redis.map(|(_, conn)| conn),
             replicas,
+            effects,
+            worker_config,
             instance_id,
             metrics: prometheus_handle(),
             draining: Default::default(),
@@ -123,6 +131,14 @@ impl Application {
             tokio::time::sleep(drain_delay).await;
         };
         spawn_housekeeping(state.db.clone());
+        let worker = state.config.serve_runs_jobs().then(|| {
+            tracing::info!(mail = %state.effects.mailer.describe(), "running background jobs in this process");
+            let worker = Worker::new(state.effects.clone(), state.worker_config.clone());
+            let mut stopping = stopping_rx.clone();
+            tokio::spawn(worker.run(async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            }))
+        });
 
         // Small JSON answers suffer badly from Nagle's algorithm: axum::serve does
         // not disable it, so we do.
@@ -137,6 +153,10 @@ impl Application {
         tokio::select! {
             result = server => result.context("serving HTTP")?,
             () = deadline => tracing::warn!(?shutdown_timeout, "in-flight requests did not finish in time"),
+        }
+        if let Some(worker) = worker {
+            // It stopped claiming when shutdown began; let it finish or release.
+            let _ = worker.await;
         }
         state.db.close().await;
         tracing::info!("stopped");
@@ -181,6 +201,11 @@ async fn connect_redis(url: &str) -> anyhow::Result<(redis::Client, ConnectionMa
     Ok((client, conn))
 }
 
+/// Finished jobs (and the effect records of their emails) are kept this long
+/// for the admin view, then deleted. A job is never rerun after it is done, so
+/// its effect records are no longer needed.
+const FINISHED_JOBS_KEPT: Duration = Duration::from_secs(7 * 86_400);
+
 /// Periodic clean-up that keeps tables from growing without bound.
 fn spawn_housekeeping(db: Db) {
     tokio::spawn(async move {
@@ -192,28 +217,114 @@ fn spawn_housekeeping(db: Db) {
                 Ok(n) => tracing::info!(removed = n, "purged expired idempotency records"),
                 Err(err) => tracing::warn!(error = %err, "purging idempotency records failed"),
             }
+            match store::jobs::purge_finished(&db, FINISHED_JOBS_KEPT.as_millis() as i64).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "purged finished jobs"),
+                Err(err) => tracing::warn!(error = %err, "purging finished jobs failed"),
+            }
         }
     });
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this
+/// is called, not when the future is first polled: a SIGTERM that arrives while
+/// the process is still starting must not kill it outright.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(terminate) => {},
+                () = wait(interrupt) => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
+}
+
+/// `coop worker`: runs background jobs until `shutdown`, serving `/health` and
+/// `/metrics` on COOP_WORKER_LISTEN for probes and scrapers.
+pub async fn run_worker(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = Db::connect(&config).await?;
+    db.migrate().await?;
+    // Links in emails point at the HTTP instances, which share this configuration.
+    let effects = Arc::new(Effects::new(&config, db.clone(), config.listen)?);
+    let listener = TcpListener::bind(config.worker_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "could not listen on {} (COOP_WORKER_LISTEN)",
+                config.worker_listen
+            )
+        })?;
+    let address = listener.local_addr()?;
+    tracing::info!(
+        %address,
+        concurrency = config.worker_concurrency,
+        mail = %effects.mailer.describe(),
+        "Coop worker is running; health and metrics on http://{address}/"
+    );
+    let probes = worker_probes(db.clone(), prometheus_handle());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move {
+        let mut stop_rx = stop_rx;
+        axum::serve(listener, probes)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    Worker::new(effects, WorkerConfig::from_config(&config))
+        .run(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    db.close().await;
+    Ok(())
+}
+
+fn worker_probes(db: Db, metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
+    use axum::routing::get;
+    Router::new()
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok", "role": "worker" })) }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let db = db.clone();
+                let metrics = metrics.clone();
+                async move {
+                    crate::jobs::record_queue_metrics(&db).await;
+                    db.record_pool_metrics();
+                    metrics.run_upkeep();
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
 }

@@ -10,6 +10,8 @@ use redis::aio::ConnectionManager;
 
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::jobs::effects::Effects;
+use crate::jobs::worker::WorkerConfig;
 use crate::session::SessionStore;
 use crate::store::Db;
 use crate::store::replicas::{self, Lsn, ReplicaSet};
@@ -24,6 +26,10 @@ pub struct Inner {
     pub cache: Cache,
     pub redis: Option<ConnectionManager>,
     pub replicas: Option<Arc<ReplicaSet>>,
+    /// Mail, payments and the rest of what jobs do (used inline by the
+    /// `COOP_JOBS_INLINE` variant, and by the worker `coop serve` runs).
+    pub effects: Arc<Effects>,
+    pub worker_config: WorkerConfig,
     pub instance_id: String,
     pub metrics: PrometheusHandle,
     /// Set once shutdown begins; starts false.

@@ -137,7 +137,7 @@ pub async fn me(AuthUser(session): AuthUser) -> ApiJson<Me> {
     ApiJson(Me::from(&session))
 }
 
-fn session_cookie(token: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
+pub(crate) fn session_cookie(token: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let cookie = format!(
         "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"

@@ -14,6 +14,8 @@ use crate::error::{ApiError, ErrorBody, FieldErrors};
 use crate::http::auth::{AuthUser, Coordinator};
 use crate::http::json::ApiJson;
 use crate::http::read_after;
+use crate::jobs;
+use crate::session::SessionData;
 use crate::state::AppState;
 use crate::store::replicas;
 use crate::store::{
@@ -104,9 +106,18 @@ pub async fn create_family(
         email: &email,
         enrollment_date: date,
     };
-    let row = store::families::insert(&state.db, session.coop_id, &fields)
-        .await
-        .map_err(email_conflict)?;
+    // The family and the jobs its enrollment causes commit together: no
+    // welcome email is lost to a crash between the two.
+    let max_attempts = state.config.job_max_attempts;
+    let (row, jobs) = store::families::insert(&state.db, session.coop_id, &fields, |row| {
+        jobs::enrollment_jobs(row.coop_id, row.id, max_attempts)
+    })
+    .await
+    .map_err(email_conflict)?;
+    if state.config.jobs_inline {
+        let ids: Vec<Uuid> = jobs.iter().map(|job| job.id).collect();
+        jobs::worker::run_now(&state.effects, &state.worker_config, &ids).await;
+    }
     let location = format!("/api/v1/families/{}", row.id);
     let mut response = family_response(StatusCode::CREATED, row);
     if let Ok(location) = HeaderValue::from_str(&location) {
@@ -125,12 +136,8 @@ pub async fn get_family(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = family_id(&id)?;
+    let id = visible_family(&session, &id)?;
     let read_after = read_after::position(&state, &headers);
-    // A family account sees its own family only.
-    if session.role == Role::Family && session.family_id != Some(id) {
-        return Err(not_found());
-    }
     let row = state
         .cache
         .get_or_load(&keys::family(session.coop_id, id), |floor| {
@@ -348,7 +355,18 @@ fn with_position(mut response: Response, written_at: Option<u64>) -> Response {
     response
 }
 
-fn not_found() -> ApiError {
+/// The family id in a path, if the caller may see that family: coordinators
+/// see their co-op's families (queries are scoped by co-op), a family account
+/// only its own. Anything else is a 404, as if the family did not exist.
+pub(crate) fn visible_family(session: &SessionData, raw: &str) -> Result<Uuid, ApiError> {
+    let id = family_id(raw)?;
+    if session.role == Role::Family && session.family_id != Some(id) {
+        return Err(not_found());
+    }
+    Ok(id)
+}
+
+pub(crate) fn not_found() -> ApiError {
     ApiError::NotFound("no family with that id in your co-op".into())
 }
 

@@ -119,6 +119,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state.db.record_pool_metrics();
+    crate::jobs::record_queue_metrics(&state.db).await;
     state.cache.record_metrics();
     if let Some(replicas) = &state.replicas {
         replicas.record_metrics();

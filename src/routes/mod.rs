@@ -1,10 +1,14 @@
 //! The HTTP API: one module per resource, gathered into one router here.
 
+pub mod admin;
 pub mod auth;
+pub mod calendar;
 pub mod coops;
 pub mod docs;
 pub mod families;
 pub mod health;
+pub mod invites;
+pub mod payments;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -23,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/auth/me", get(auth::me))
+        .route("/api/v1/auth/accept-invite", post(invites::accept_invite))
         .route(
             "/api/v1/families",
             get(families::list_families).post(families::create_family),
@@ -33,6 +38,20 @@ pub fn router(state: AppState) -> Router {
                 .put(families::update_family)
                 .delete(families::delete_family),
         )
+        .route(
+            "/api/v1/families/{id}/calendar.ics",
+            get(calendar::family_calendar),
+        )
+        .route(
+            "/api/v1/families/{id}/payments",
+            get(payments::list_payments).post(payments::create_payment),
+        )
+        .route(
+            "/api/v1/families/{id}/payments/{payment_id}",
+            get(payments::get_payment),
+        )
+        .route("/api/v1/admin/jobs", get(admin::list_jobs))
+        .route("/api/v1/admin/jobs/{id}/retry", post(admin::retry_job))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             read_after::stamp_writes,
@@ -47,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route("/accept-invite", get(invites::accept_invite_page))
         .merge(api)
         .merge(docs::docs_router())
         .fallback(fallback::not_found)

@@ -80,3 +80,27 @@ pub async fn find_user_by_email(db: &Db, email: &Email) -> Result<Option<UserRow
             .await
     })
 }
+
+pub async fn name(db: &Db, coop_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    with_conn!(db, conn => {
+        sqlx::query_scalar("SELECT name FROM coops WHERE id = $1")
+            .bind(coop_id)
+            .fetch_optional(&mut *conn)
+            .await
+    })
+}
+
+/// (user id, email, name) of every coordinator of the co-op.
+pub async fn coordinators(
+    db: &Db,
+    coop_id: Uuid,
+) -> Result<Vec<(Uuid, String, String)>, sqlx::Error> {
+    with_conn!(db, conn => {
+        sqlx::query_as(
+            "SELECT id, email, name FROM users WHERE coop_id = $1 AND role = 'coordinator' ORDER BY id",
+        )
+        .bind(coop_id)
+        .fetch_all(&mut *conn)
+        .await
+    })
+}

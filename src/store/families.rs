@@ -3,6 +3,7 @@
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
+use super::jobs::NewJob;
 use super::{Db, now};
 use crate::domain::{Email, Name};
 use crate::with_conn;
@@ -34,11 +35,14 @@ pub enum UpdateOutcome {
     VersionMismatch { current: i64 },
 }
 
+/// Inserts the family and, in the same transaction, the jobs its enrollment
+/// causes (`jobs_for` sees the new row): both commit, or neither.
 pub async fn insert(
     db: &Db,
     coop_id: Uuid,
     fields: &FamilyFields<'_>,
-) -> Result<FamilyRow, sqlx::Error> {
+    jobs_for: impl FnOnce(&FamilyRow) -> Vec<NewJob>,
+) -> Result<(FamilyRow, Vec<NewJob>), sqlx::Error> {
     let at = now();
     let row = FamilyRow {
         id: Uuid::now_v7(),
@@ -50,7 +54,9 @@ pub async fn insert(
         created_at: at,
         updated_at: at,
     };
+    let jobs = jobs_for(&row);
     with_conn!(db, conn => {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         sqlx::query(
             "INSERT INTO families (id, coop_id, family_name, email, enrollment_date, version, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -63,10 +69,14 @@ pub async fn insert(
         .bind(row.version)
         .bind(row.created_at)
         .bind(row.updated_at)
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?;
+        for job in &jobs {
+            crate::enqueue_job!(tx, job)?;
+        }
+        tx.commit().await?;
     });
-    Ok(row)
+    Ok((row, jobs))
 }
 
 pub async fn get(db: &Db, coop_id: Uuid, id: Uuid) -> Result<Option<FamilyRow>, sqlx::Error> {

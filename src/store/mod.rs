@@ -4,9 +4,13 @@
 //! `RETURNING`) and expanded for both pool types by `with_conn!`; the sqlx `Any`
 //! driver is not used because it cannot carry UUIDs, dates or timestamps.
 
+pub mod calendar;
 pub mod coops;
 pub mod families;
 pub mod idempotency;
+pub mod invites;
+pub mod jobs;
+pub mod payments;
 pub mod replicas;
 pub mod sessions;
 
