@@ -509,14 +509,7 @@ impl ProcessApp {
     /// whose labels contain every `label="value"` pair given.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
         let text = self.get("/metrics").send().await.text;
-        text.lines()
-            .filter(|line| {
-                line.starts_with(name)
-                    && line[name.len()..].starts_with(['{', ' '])
-                    && labels.iter().all(|l| line.contains(l))
-            })
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        parse_metric(&text, name, labels)
     }
 }
 
@@ -603,4 +596,99 @@ impl Backing {
             redis_url,
         })
     }
+}
+
+/// A `coop worker` process on the given storage.
+pub struct WorkerProcess {
+    child: std::process::Child,
+    /// Serves the worker's `/health` and `/metrics`.
+    pub probes: Endpoint,
+}
+
+pub async fn spawn_worker(backing: &Backing, env: &[(&str, &str)]) -> WorkerProcess {
+    let port = free_port();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coop"));
+    command
+        .arg("worker")
+        .args(backing.args())
+        .env("COOP_WORKER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("COOP_LOG", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command.spawn().expect("start coop worker");
+    let worker = WorkerProcess {
+        child,
+        probes: Endpoint {
+            address: format!("http://127.0.0.1:{port}"),
+            http: client(),
+        },
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let health = worker
+            .probes
+            .http
+            .get(format!("{}/health", worker.probes.address))
+            .send()
+            .await;
+        if health.is_ok_and(|r| r.status() == StatusCode::OK) {
+            return worker;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "coop worker did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl WorkerProcess {
+    /// SIGKILL: the worker dies mid-job, as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status (None if it did not exit within `within`).
+    pub async fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = std::time::Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// One Prometheus series from the worker (see `ProcessApp::metric`).
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = self.probes.get("/metrics").send().await.text;
+        parse_metric(&text, name, labels)
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The sum of the series of `name` whose labels contain every `label="value"`.
+pub fn parse_metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.starts_with(name)
+                && line[name.len()..].starts_with(['{', ' '])
+                && labels.iter().all(|l| line.contains(l))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
