@@ -12,3 +12,4 @@ mod instances;
 mod operations;
 mod process;
 mod replicas;
+mod smtp_sink;
