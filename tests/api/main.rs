@@ -10,6 +10,7 @@ mod families;
 mod idempotency;
 mod instances;
 mod operations;
+mod payment_provider;
 mod process;
 mod replicas;
 mod smtp_sink;
