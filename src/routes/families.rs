@@ -115,8 +115,14 @@ pub async fn create_family(
     .await
     .map_err(email_conflict)?;
     if state.config.jobs_inline {
+        // In a task of its own, so a client that hangs up does not cancel a
+        // job halfway (e.g. between an email's send and its record).
         let ids: Vec<Uuid> = jobs.iter().map(|job| job.id).collect();
-        jobs::worker::run_now(&state.effects, &state.worker_config, &ids).await;
+        let inline = state.clone();
+        let _ = tokio::spawn(async move {
+            jobs::worker::run_now(&inline.effects, &inline.worker_config, &ids).await;
+        })
+        .await;
     }
     let location = format!("/api/v1/families/{}", row.id);
     let mut response = family_response(StatusCode::CREATED, row);

@@ -23,6 +23,42 @@ pub struct FamilyRow {
 const COLUMNS: &str =
     "id, coop_id, family_name, email, enrollment_date, version, created_at, updated_at";
 
+const INSERT_SQL: &str = "INSERT INTO families \
+     (id, coop_id, family_name, email, enrollment_date, version, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// The family insert as a data-modifying CTE, followed by its jobs (one row
+/// per array element; they share max_attempts and run_at).
+const INSERT_WITH_JOBS_PG: &str = "WITH family AS (INSERT INTO families \
+     (id, coop_id, family_name, email, enrollment_date, version, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING coop_id) \
+     INSERT INTO jobs (id, coop_id, kind, key, payload, state, attempts, max_attempts, run_at, created_at, updated_at) \
+     SELECT j.id, family.coop_id, j.kind, j.key, j.payload, 'ready', 0, $9, $10, $10, $10 \
+     FROM family, UNNEST($11::uuid[], $12::text[], $13::text[], $14::text[]) AS j(id, kind, key, payload) \
+     ON CONFLICT (key) DO NOTHING";
+
+fn bind_family<'q, DB: sqlx::Database>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    row: &'q FamilyRow,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Date: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    OffsetDateTime: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(row.id)
+        .bind(row.coop_id)
+        .bind(row.family_name.clone())
+        .bind(row.email.clone())
+        .bind(row.enrollment_date)
+        .bind(row.version)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+}
+
 pub struct FamilyFields<'a> {
     pub family_name: &'a Name,
     pub email: &'a Email,
@@ -55,27 +91,36 @@ pub async fn insert(
         updated_at: at,
     };
     let jobs = jobs_for(&row);
-    with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        sqlx::query(
-            "INSERT INTO families (id, coop_id, family_name, email, enrollment_date, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(row.id)
-        .bind(row.coop_id)
-        .bind(&row.family_name)
-        .bind(&row.email)
-        .bind(row.enrollment_date)
-        .bind(row.version)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        for job in &jobs {
-            crate::enqueue_job!(tx, job)?;
+    match db {
+        Db::Postgres(pool, endpoint) => {
+            let mut conn = super::acquire(pool, endpoint).await?;
+            // One statement, so one round trip and one commit: the family and
+            // its jobs still commit together (a statement is atomic), and a
+            // duplicate email fails both.
+            let mut query = sqlx::query(INSERT_WITH_JOBS_PG);
+            query = bind_family(query, &row);
+            query
+                .bind(jobs.first().map_or(0, |j| j.max_attempts))
+                .bind(jobs.first().map_or(0, |j| j.run_at))
+                .bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
+                .bind(jobs.iter().map(|j| j.kind).collect::<Vec<_>>())
+                .bind(jobs.iter().map(|j| j.key.as_str()).collect::<Vec<_>>())
+                .bind(jobs.iter().map(|j| j.payload.as_str()).collect::<Vec<_>>())
+                .execute(&mut *conn)
+                .await?;
         }
-        tx.commit().await?;
-    });
+        Db::Sqlite(pool, endpoint) => {
+            let mut conn = super::acquire(pool, endpoint).await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            bind_family(sqlx::query(INSERT_SQL), &row)
+                .execute(&mut *tx)
+                .await?;
+            for job in &jobs {
+                crate::enqueue_job!(tx, job)?;
+            }
+            tx.commit().await?;
+        }
+    }
     Ok((row, jobs))
 }
 
