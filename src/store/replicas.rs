@@ -28,6 +28,11 @@ use crate::config::Config;
 /// A WAL position (PostgreSQL's `pg_lsn` as a number).
 pub type Lsn = u64;
 
+/// The floor of a read that must go to the primary: the `sticky`
+/// read-your-writes mode ("the primary for a while after a write"). No replica
+/// ever replays this far.
+pub const PRIMARY_ONLY: Lsn = Lsn::MAX;
+
 const POLL_EVERY: Duration = Duration::from_millis(75);
 const POLL_TIMEOUT: Duration = Duration::from_millis(500);
 /// Consecutive failed polls before the primary counts as down (one blip is not an outage).
