@@ -482,3 +482,60 @@ async fn lsn_routing_returns_the_writer_to_replicas_sooner_than_sticky() {
         assert_eq!(served_by_replica, expect_replica, "mode {mode}");
     }
 }
+
+/// A read right after a write: the monitor (every 75 ms) has rarely seen a
+/// replica replay the write yet, though a streaming replica on the same
+/// machine usually has within a millisecond. Coop asks the replica how far it
+/// has replayed instead of sending the read to the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_right_after_a_write_asks_the_replica_how_far_it_is() {
+    const ROUNDS: usize = 40;
+    let cluster = Cluster::start(2).await;
+    let app = start_app(&cluster, &[("COOP_CACHE", "off")]).await;
+    let c = coordinator(&app, &cluster).await;
+    let family = app.family(&c.session, "v0").await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // replicas catch up
+
+    let replica_reads = app
+        .metric("db_reads_total", &["endpoint=\"replica\""])
+        .await;
+    let fallbacks = app.metric("db_read_your_writes_fallbacks_total", &[]).await;
+    for i in 1..=ROUNDS {
+        let name = format!("v{i}");
+        let write = rename(&app, &c.session, &family, &name).await;
+        assert_eq!(write.status, StatusCode::OK, "{}", write.text);
+        let token = write
+            .header("coop-read-after")
+            .expect("a write returns its WAL position")
+            .to_owned();
+        assert_eq!(
+            read_name(&app, &c.session, &family, Some(&token)).await,
+            name,
+            "round {i}: the writer reads its write"
+        );
+    }
+
+    // Each round reads the database three times: the PUT's session (no token,
+    // so a replica), then the GET's session and family (with the token).
+    let with_token = (2 * ROUNDS) as f64;
+    let fallbacks = app.metric("db_read_your_writes_fallbacks_total", &[]).await - fallbacks;
+    let on_replicas = app
+        .metric("db_reads_total", &["endpoint=\"replica\""])
+        .await
+        - replica_reads
+        - ROUNDS as f64;
+    let mut checks = Vec::new();
+    for outcome in ["caught_up", "shared", "behind", "failed"] {
+        let label = format!("outcome=\"{outcome}\"");
+        let n = app.metric("db_replay_checks_total", &[&label]).await as u64;
+        checks.push(format!("{outcome} {n}"));
+    }
+    let summary = format!(
+        "of {with_token} reads carrying a token, {on_replicas} went to replicas and \
+         {fallbacks} fell back to the primary; replay checks: {}",
+        checks.join(", ")
+    );
+    assert!(on_replicas > with_token / 2.0, "{summary}");
+    assert!(fallbacks < with_token / 2.0, "{summary}");
+    eprintln!("{summary}");
+}
