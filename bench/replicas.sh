@@ -26,7 +26,8 @@
 #      the name just written), then RYW_PAUSE s of sleep; once with
 #      COOP_READ_YOUR_WRITES=lsn, once with sticky, and (CONTROL=1) once in lsn
 #      mode without sending the token, to show that the check does catch stale
-#      reads when nothing prevents them;
+#      reads when nothing prevents them; Coop's on-demand replay checks
+#      (db_replay_checks_total by outcome) are counted for each;
 #   4. the section goes into bench/RESULTS.md; the cluster is stopped and removed.
 #
 # Environment (all optional):
@@ -354,6 +355,8 @@ parse_wrk() {
 # ---------------------------------------------------------------- phases ----
 declare -A R_RPS R_P50 R_P99 R_ERR R_REQ R_WERR R_PRIOR_ERR R_ATTEMPTS R_CRASH R_LOGERR R_LOGWARN R_NOTE
 declare -A R_RREP R_RPRI R_FALLBACK R_LAG R_HEALTHY
+# On-demand replay checks by outcome (db_replay_checks_total).
+declare -A K_CAUGHT K_SHARED K_BEHIND K_FAILED
 declare -A Y_LAGMAX Y_UNHEALTHY Y_SAMPLES
 declare -A Y_READS Y_WRITES Y_RPS Y_WPS Y_STALE Y_ERR Y_GP50 Y_GP99 Y_GMAX Y_PP50 Y_PP99 Y_JSON
 
@@ -448,6 +451,12 @@ phase_metrics() {
     if [[ -z "${R_FALLBACK[$label]}" && -n "${R_RREP[$label]}${R_RPRI[$label]}" ]]; then
         R_FALLBACK[$label]=0
     fi
+    # Like the fallbacks, a check outcome that never happened has no series.
+    local k
+    k=$(mdelta "$a" "$b" 'db_replay_checks_total{outcome="caught_up"}'); K_CAUGHT[$label]=${k:-0}
+    k=$(mdelta "$a" "$b" 'db_replay_checks_total{outcome="shared"}'); K_SHARED[$label]=${k:-0}
+    k=$(mdelta "$a" "$b" 'db_replay_checks_total{outcome="behind"}'); K_BEHIND[$label]=${k:-0}
+    k=$(mdelta "$a" "$b" 'db_replay_checks_total{outcome="failed"}'); K_FAILED[$label]=${k:-0}
     R_LAG[$label]=$(awk '/^db_replica_lag_seconds\{/ {if ($2 + 0 > m) m = $2 + 0; f = 1} END {if (f) printf "%.3f", m}' "$b")
     R_HEALTHY[$label]=$(awk '/^db_replica_healthy\{/ {t++; if ($2 == 1) h++} END {if (t) printf "%d of %d", h, t}' "$b")
 }
@@ -531,7 +540,7 @@ ryw_phase() {
             fi
         fi
         phase_metrics "$label" "$slug"
-        log "$label: ${Y_RPS[$label]} reads/s, ${Y_WPS[$label]} writes/s, stale ${Y_STALE[$label]}, errors ${Y_ERR[$label]}, reads on replicas ${R_RREP[$label]:-?} of $(( ${R_RREP[$label]:-0} + ${R_RPRI[$label]:-0} )), fallbacks ${R_FALLBACK[$label]:-?}"
+        log "$label: ${Y_RPS[$label]} reads/s, ${Y_WPS[$label]} writes/s, stale ${Y_STALE[$label]}, errors ${Y_ERR[$label]}, reads on replicas ${R_RREP[$label]:-?} of $(( ${R_RREP[$label]:-0} + ${R_RPRI[$label]:-0} )), fallbacks ${R_FALLBACK[$label]:-?}; replay checks: caught up ${K_CAUGHT[$label]}, shared ${K_SHARED[$label]}, behind ${K_BEHIND[$label]}, failed ${K_FAILED[$label]}"
         disturbed "$label" "$OUT_DIR"/ryw-"$slug"*.json "$OUT_DIR"/metrics-"$slug"-*.txt "$OUT_DIR/coop-$slug.log" || break
     done
 }
@@ -690,6 +699,18 @@ token_share() {
     calc '%.1f %%' "100 * (${R_RREP[$l]} - ${Y_WRITES[$l]}) / $t"
 }
 
+checks_total() { echo $(( ${K_CAUGHT[$1]:-0} + ${K_SHARED[$1]:-0} + ${K_BEHIND[$1]:-0} + ${K_FAILED[$1]:-0} )); }
+# check_row LABEL: the on-demand replay checks of a read-your-writes run.
+check_row() {
+    local l=$1 n t
+    done_ryw "$l" || { printf '| %s | failed | — | — | — | — | — | — |\n' "$l"; return; }
+    n=$(checks_total "$l")
+    t=$(( 2 * ${Y_READS[$l]:-0} ))
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$l" "$n" "${K_CAUGHT[$l]}" "${K_SHARED[$l]}" \
+        "${K_BEHIND[$l]}" "${K_FAILED[$l]}" "$( ((${Y_WRITES[$l]:-0} > 0)) && calc '%.2f' "$n / ${Y_WRITES[$l]}" || printf 'n/a')" \
+        "$( ((t > 0)) && calc '%.2f' "$n / $t" || printf 'n/a')"
+}
+
 # The interpretation, from the numbers.
 interpretation() {
     if done_read "$R0" && done_read "$R2"; then
@@ -741,10 +762,12 @@ interpretation() {
         echo "  With \`lsn\`, $(replica_share "$YL") of the reads went to replicas, against $(replica_share "$YS") with \`sticky\`."
         echo "  Counting only the reads that carried a token (2 per GET: session and family; assuming each PUT's"
         echo "  one session read, which carries no token, went to a replica), replicas served $(token_share "$YL") of them"
-        echo "  with \`lsn\` and $(token_share "$YS") with \`sticky\`:"
-        echo "  a GET right after a PUT falls back to the primary until Coop's monitor (polling every 75 ms) has"
-        echo "  seen a replica replay the write, so in this tight PUT-then-read loop most of the first reads after"
-        echo "  each write still go to the primary. \`sticky\` sends every read with a token younger than"
+        echo "  with \`lsn\` and $(token_share "$YS") with \`sticky\`."
+        echo "  A GET right after a PUT nearly always comes before Coop's monitor (polling every 75 ms) has seen a"
+        echo "  replica replay the write; with \`lsn\` Coop then asks one replica how far it has replayed"
+        echo "  ($(checks_total "$YL") checks: ${K_CAUGHT[$YL]} caught up, ${K_SHARED[$YL]} answered by a concurrent check of the"
+        echo "  same replica, ${K_BEHIND[$YL]} behind, ${K_FAILED[$YL]} with no answer within 25 ms), and only a check that is behind"
+        echo "  or fails sends the read to the primary. \`sticky\` sends every read with a token younger than"
         echo "  COOP_MAX_REPLICA_LAG (5 s) to the primary, so here every read with a token is a fallback; reads"
         echo "  still on replicas in that mode are the PUTs' own session lookups, which carry no token."
         echo "  GET p50/p99: ${Y_GP50[$YL]} / ${Y_GP99[$YL]} ms (lsn) vs ${Y_GP50[$YS]} / ${Y_GP99[$YS]} ms (sticky);"
@@ -801,6 +824,16 @@ section="$SCRATCH/section.md"
     echo "measured run; they count database reads, i.e. the session and the family of each GET and the"
     echo "session of each PUT. Latencies are the driver's, per request. CPU per request: per HTTP"
     echo "request (reads + writes)."
+    echo "On-demand replay checks (\`db_replay_checks_total\` by outcome, over the measured run): a read"
+    echo "whose token no healthy replica is known to have replayed, by the monitor's last poll, asks one of them"
+    echo "(round robin) for \`pg_last_wal_replay_lsn()\`, 25 ms at most; concurrent checks of one replica"
+    echo "wait for each other, and one that, when its turn comes, finds a position far enough already stored"
+    echo "by another counts as shared (no query of its own). Reads with a token: 2 per GET (session and family)."
+    echo
+    echo "| Mode | checks | caught up | shared | behind | failed (no answer in 25 ms) | checks per write | checks per read with a token |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    for l in "${RYW_LABELS[@]}"; do check_row "$l"; done
+    echo
     echo "Replica lag as Coop saw it (\`db_replica_lag_seconds\`, max over both replicas, sampled every 0.5 s"
     echo "during the measured run):"
     echo

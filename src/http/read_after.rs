@@ -54,10 +54,11 @@ pub fn position(state: &AppState, headers: &HeaderMap) -> Option<Lsn> {
     let token = from_headers(headers)?;
     match state.config.read_your_writes {
         ReadYourWrites::Lsn => Some(token.lsn),
-        // "Stick to the primary for a while": no replica is ever far enough.
+        // "Stick to the primary for a while after a write".
         ReadYourWrites::Sticky => {
             let age_ms = unix_ms().saturating_sub(token.at_ms);
-            (u128::from(age_ms) < state.config.max_replica_lag.as_millis()).then_some(Lsn::MAX)
+            (u128::from(age_ms) < state.config.max_replica_lag.as_millis())
+                .then_some(replicas::PRIMARY_ONLY)
         }
     }
 }
