@@ -75,5 +75,7 @@ CREATE TABLE payments (
 );
 CREATE INDEX payments_family ON payments (coop_id, family_id, created_at);
 
--- Queue depth by state and kind, read at every metrics scrape.
-CREATE INDEX jobs_unfinished ON jobs (state, kind) WHERE state <> 'done';
+-- Dead jobs, for the queue-depth metric (ready and running use the indexes
+-- above). A partial index costs nothing when a row outside it is written, so
+-- enqueuing touches only the primary key, jobs_key, jobs_ready and jobs_coop_state.
+CREATE INDEX jobs_dead ON jobs (updated_at) WHERE state = 'dead';

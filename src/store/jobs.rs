@@ -354,10 +354,13 @@ pub async fn stats(db: &Db) -> Result<QueueStats, sqlx::Error> {
     let now = now_ms();
     with_conn!(db, conn => {
         // `done` rows pile up until housekeeping purges them, so they are not
-        // counted here (the completion counter tracks them); the partial index
-        // keeps this cheap however many there are.
+        // counted here; each state counted has a partial index of its own.
         let depth: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT state, kind, COUNT(*) FROM jobs WHERE state <> 'done' GROUP BY state, kind",
+            "SELECT state, kind, COUNT(*) FROM jobs WHERE state = 'ready' GROUP BY state, kind \
+             UNION ALL \
+             SELECT state, kind, COUNT(*) FROM jobs WHERE state = 'running' GROUP BY state, kind \
+             UNION ALL \
+             SELECT state, kind, COUNT(*) FROM jobs WHERE state = 'dead' GROUP BY state, kind",
         )
         .fetch_all(&mut *conn)
         .await?;
