@@ -145,7 +145,9 @@ impl Effects {
         )
         .await?;
         let days = self.invite_ttl.as_secs().div_ceil(86_400);
-        let link = format!("{}/accept-invite?token={token}", self.public_url);
+        // In the fragment, which browsers never send: the token stays out of
+        // access logs, proxies and Referer headers.
+        let link = format!("{}/accept-invite#token={token}", self.public_url);
         let body = format!(
             "Hello {name},\n\n\
              welcome to {coop}! You are enrolled as of {date}.\n\n\

@@ -102,7 +102,7 @@ async fn enrollment_sends_welcome_and_notice_and_writes_the_calendar(tier: Tier)
             .contains("Riverside Co-op")
     );
     assert!(
-        welcome.body().contains("/accept-invite?token="),
+        welcome.body().contains("/accept-invite#token="),
         "{}",
         welcome.body()
     );
