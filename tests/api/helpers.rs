@@ -330,6 +330,26 @@ pub struct Coordinator {
 pub const PASSWORD: &str = "correct horse battery";
 
 impl Endpoint {
+    /// Polls `path` until it answers 200; fails the test after 30 s.
+    pub async fn wait_until_ok(&self, path: &str, what: &str) {
+        let started = std::time::Instant::now();
+        loop {
+            let answer = self
+                .http
+                .get(format!("{}{path}", self.address))
+                .send()
+                .await;
+            if answer.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what} did not answer 200 on {path} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn req(&self, method: Method, path: &str) -> Req<'_> {
         Req {
             app: self,
@@ -469,19 +489,7 @@ pub struct ProcessApp {
 
 pub async fn spawn_process(backing: std::sync::Arc<Backing>, env: &[(&str, &str)]) -> ProcessApp {
     let port = free_port();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coop"));
-    command
-        .arg("serve")
-        .args(backing.args())
-        .env("COOP_LISTEN", format!("127.0.0.1:{port}"))
-        .env("COOP_LOG", "json")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let child = command.spawn().expect("start coop");
+    let child = coop_command("serve", &backing, ("COOP_LISTEN", port), env);
     let app = ProcessApp {
         endpoint: Endpoint {
             address: format!("http://127.0.0.1:{port}"),
@@ -490,18 +498,8 @@ pub async fn spawn_process(backing: std::sync::Arc<Backing>, env: &[(&str, &str)
         child,
         _backing: backing,
     };
-    let started = std::time::Instant::now();
-    loop {
-        let ready = app.http.get(format!("{}/ready", app.address)).send().await;
-        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-            return app;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "coop did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_until_ok("/ready", "coop serve").await;
+    app
 }
 
 impl ProcessApp {
@@ -598,6 +596,31 @@ impl Backing {
     }
 }
 
+/// Starts `coop COMMAND` (the real binary) on `backing`, listening on
+/// 127.0.0.1:`port` through the `listen` variable, quiet but for warnings.
+fn coop_command(
+    command: &str,
+    backing: &Backing,
+    (listen, port): (&str, u16),
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_coop"));
+    process
+        .arg(command)
+        .args(backing.args())
+        .env(listen, format!("127.0.0.1:{port}"))
+        .env("COOP_LOG", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    for (name, value) in env {
+        process.env(name, value);
+    }
+    process
+        .spawn()
+        .unwrap_or_else(|e| panic!("start coop {command}: {e}"))
+}
+
 /// A `coop worker` process on the given storage.
 pub struct WorkerProcess {
     child: std::process::Child,
@@ -607,19 +630,7 @@ pub struct WorkerProcess {
 
 pub async fn spawn_worker(backing: &Backing, env: &[(&str, &str)]) -> WorkerProcess {
     let port = free_port();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coop"));
-    command
-        .arg("worker")
-        .args(backing.args())
-        .env("COOP_WORKER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("COOP_LOG", "json")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let child = command.spawn().expect("start coop worker");
+    let child = coop_command("worker", backing, ("COOP_WORKER_LISTEN", port), env);
     let worker = WorkerProcess {
         child,
         probes: Endpoint {
@@ -627,23 +638,8 @@ pub async fn spawn_worker(backing: &Backing, env: &[(&str, &str)]) -> WorkerProc
             http: client(),
         },
     };
-    let started = std::time::Instant::now();
-    loop {
-        let health = worker
-            .probes
-            .http
-            .get(format!("{}/health", worker.probes.address))
-            .send()
-            .await;
-        if health.is_ok_and(|r| r.status() == StatusCode::OK) {
-            return worker;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "coop worker did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    worker.probes.wait_until_ok("/health", "coop worker").await;
+    worker
 }
 
 impl WorkerProcess {

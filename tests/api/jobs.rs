@@ -61,6 +61,13 @@ fn welcome_for<'a>(mails: &'a [ReceivedMail], email: &str) -> Option<&'a Receive
     })
 }
 
+/// The coordinator's view of the queue: `GET` of that admin path, as JSON.
+async fn admin_jobs(app: &TestApp, session: &str, path: &str) -> Value {
+    let response = app.get(path).session(session).send().await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    response.json()
+}
+
 async fn wait_until<F, Fut>(what: &str, within: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -341,12 +348,7 @@ async fn bad_invites_and_bad_payments_get_clear_errors(tier: Tier) {
         .send()
         .await;
     assert_eq!(unknown_job.status, StatusCode::NOT_FOUND);
-    let jobs = app
-        .get("/api/v1/admin/jobs")
-        .session(&coordinator.session)
-        .send()
-        .await
-        .json();
+    let jobs = admin_jobs(&app, &coordinator.session, "/api/v1/admin/jobs").await;
     let some_job = jobs["items"][0]["job_id"].as_str().unwrap().to_owned();
     let not_dead = app
         .post(&format!("/api/v1/admin/jobs/{some_job}/retry"), &json!({}))
@@ -371,12 +373,7 @@ async fn a_rejected_enrollment_leaves_no_jobs(tier: Tier) {
         .send()
         .await;
     assert_eq!(duplicate.status, StatusCode::CONFLICT);
-    let jobs = app
-        .get("/api/v1/admin/jobs")
-        .session(&coordinator.session)
-        .send()
-        .await
-        .json();
+    let jobs = admin_jobs(&app, &coordinator.session, "/api/v1/admin/jobs").await;
     let jobs = jobs["items"].as_array().unwrap();
     assert_eq!(
         jobs.len(),
@@ -405,11 +402,7 @@ async fn a_job_that_runs_out_of_attempts_is_dead_until_retried(tier: Tier) {
     let coordinator = app.coordinator().await;
     app.family(&coordinator.session, "The Smiths").await;
     let dead_jobs = || async {
-        app.get("/api/v1/admin/jobs?state=dead")
-            .session(&coordinator.session)
-            .send()
-            .await
-            .json()["items"]
+        admin_jobs(&app, &coordinator.session, "/api/v1/admin/jobs?state=dead").await["items"]
             .as_array()
             .unwrap()
             .clone()
@@ -753,12 +746,7 @@ async fn a_payment_provider_outage_opens_the_breaker_and_every_payment_is_charge
             >= 1.0
     );
     // Deferred while open, the jobs were never failed for it: none is dead.
-    let dead = app
-        .get("/api/v1/admin/jobs?state=dead")
-        .session(&coordinator.session)
-        .send()
-        .await
-        .json();
+    let dead = admin_jobs(&app, &coordinator.session, "/api/v1/admin/jobs?state=dead").await;
     assert_eq!(dead["items"].as_array().unwrap().len(), 0, "{dead}");
 }
 
