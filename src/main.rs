@@ -1,5 +1,11 @@
 use clap::{Parser, Subcommand};
 
+/// A request allocates and frees many small buffers (headers, JSON, labels);
+/// profiling a cached read put glibc's malloc and free at about 15 % of all
+/// CPU. mimalloc's thread-local free lists make that cheaper.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use coop::config::Config;
 use coop::startup::{Application, run_worker, shutdown_signal};
 use coop::store::Db;
