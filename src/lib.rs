@@ -2,7 +2,9 @@
 //! a laptop (SQLite, everything in one process) and many instances behind a load
 //! balancer (PostgreSQL + Redis); only the configuration differs.
 
+pub mod autoscale;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod error;

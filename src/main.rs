@@ -29,6 +29,8 @@ enum Command {
     Migrate(Config),
     /// Run background jobs (email, calendar, payments) until SIGTERM.
     Worker(Config),
+    /// Run nginx, instances and workers on this host, with an auto-scaler.
+    Cluster(coop::cluster::ClusterCli),
 }
 
 #[tokio::main]
@@ -41,6 +43,10 @@ async fn main() {
         Some(Command::Worker(config)) => {
             telemetry::init(config.log);
             run_worker(config, shutdown_signal()).await
+        }
+        Some(Command::Cluster(cli)) => {
+            telemetry::init(coop::config::LogFormat::Pretty);
+            coop::cluster::run(cli).await
         }
     };
     if let Err(err) = result {

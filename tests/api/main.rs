@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod cache;
+mod cluster;
 mod coops;
 mod families;
 mod idempotency;

@@ -1,0 +1,637 @@
+//! `coop cluster`: nginx, instances and workers as real processes, driven
+//! through nginx as a client would, and through `coop cluster status|restart`.
+//! PostgreSQL tier only: the cluster refuses the embedded tier (tested).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::helpers::{Endpoint, TestDatabase, client, free_port, redis_url};
+
+struct TestCluster {
+    endpoint: Endpoint,
+    control: String,
+    child: Child,
+    db: TestDatabase,
+    dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    async fn start(instances: u32, extra: &[&str]) -> Self {
+        let db = TestDatabase::create().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let control = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(dir.path().join("cluster.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_coop"))
+            .args(["cluster", "--listen", &listen, "--control", &control])
+            .args(["--instances", &instances.to_string(), "--workers", "1"])
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(["--database-url", &db.url, "--redis-url", &redis_url()])
+            .args(extra)
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start coop cluster");
+        let cluster = Self {
+            endpoint: Endpoint {
+                address: format!("http://{listen}"),
+                http: client(),
+            },
+            control: format!("http://{control}"),
+            child,
+            db,
+            dir,
+        };
+        cluster
+            .wait_for(
+                "the instances to be running",
+                Duration::from_secs(60),
+                |s| running(s, "instances").len() == instances as usize,
+            )
+            .await;
+        cluster
+            .endpoint
+            .wait_until_ok("/ready", "nginx → coop")
+            .await;
+        cluster
+    }
+
+    async fn status(&self) -> Option<Value> {
+        let response = client()
+            .get(format!("{}/status", self.control))
+            .send()
+            .await
+            .ok()?;
+        response.json().await.ok()
+    }
+
+    /// Polls the status until `done` holds; fails with the cluster's log.
+    async fn wait_for(&self, what: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.status().await
+                && done(&status)
+            {
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "timed out after {within:?} waiting for {what}; status: {}\ncluster log:\n{}",
+                self.status().await.unwrap_or(Value::Null),
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("cluster.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.db.url).await.expect("connect")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        // SIGTERM: nginx, instances and workers stop in order; they also get
+        // SIGTERM from the kernel if the cluster itself dies.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn running(status: &Value, pool: &str) -> Vec<Value> {
+    status[pool]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["state"] == "running")
+        .cloned()
+        .collect()
+}
+
+fn pids(status: &Value, pool: &str) -> Vec<u64> {
+    running(status, pool)
+        .iter()
+        .filter_map(|m| m["pid"].as_u64())
+        .collect()
+}
+
+/// What a steady load saw: failed requests (with what went wrong), and for
+/// each POST's Idempotency-Key the final answer.
+#[derive(Default)]
+struct LoadReport {
+    gets: u64,
+    get_failures: Vec<String>,
+    /// GETs sent again because nginx closed an idle keep-alive connection
+    /// just as the request went out (see `closed_before_response`).
+    get_retries_on_closed_connection: u64,
+    posts: HashMap<String, (StatusCode, String)>,
+    post_retries_409: u64,
+    post_retries_transport: u64,
+}
+
+/// True for the one transport failure HTTP lets a client retry an idempotent
+/// request on (RFC 9112 §9.3.1): the server closed a kept-alive connection
+/// before sending any response. nginx closes its idle client connections on
+/// every reload, and a request can cross that close on the wire. Browsers
+/// retry these silently; reqwest does not, so the load generator does, once,
+/// and counts it. Anything else (a reset mid-response, a refused connection,
+/// a 5xx) is a failure.
+fn closed_before_response(err: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = source {
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+            return hyper.is_incomplete_message();
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// GETs of one family from `readers` tasks and enrollments with an
+/// Idempotency-Key from `writers` tasks, through nginx, until `stop`. A 409
+/// "in progress" is retried with the same key after its Retry-After, as a
+/// client should; any other non-2xx answer or transport error is a failure.
+async fn steady_load(
+    endpoint: &Endpoint,
+    session: &str,
+    family_id: &str,
+    readers: usize,
+    writers: usize,
+    pause: Duration,
+    stop: watch::Receiver<bool>,
+) -> LoadReport {
+    let report = Arc::new(Mutex::new(LoadReport::default()));
+    let mut tasks = Vec::new();
+    for _ in 0..readers {
+        let (http, base, session, path, stop, report) = (
+            endpoint.http.clone(),
+            endpoint.address.clone(),
+            session.to_owned(),
+            format!("/api/v1/families/{family_id}"),
+            stop.clone(),
+            report.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while !*stop.borrow() {
+                let get = || {
+                    http.get(format!("{base}{path}"))
+                        .header("cookie", format!("coop_session={session}"))
+                        .send()
+                };
+                let mut answer = get().await;
+                let retried = matches!(&answer, Err(e) if closed_before_response(e));
+                if retried {
+                    answer = get().await;
+                }
+                {
+                    let mut report = report.lock().unwrap();
+                    report.gets += 1;
+                    report.get_retries_on_closed_connection += u64::from(retried);
+                    match answer {
+                        Ok(r) if r.status() == StatusCode::OK => {}
+                        Ok(r) => report.get_failures.push(format!("status {}", r.status())),
+                        Err(e) => report.get_failures.push(format!("transport: {e:?}")),
+                    }
+                }
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }));
+    }
+    for writer in 0..writers {
+        let (http, base, session, stop, report) = (
+            endpoint.http.clone(),
+            endpoint.address.clone(),
+            session.to_owned(),
+            stop.clone(),
+            report.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !*stop.borrow() {
+                n += 1;
+                let key = format!("load-{writer}-{n}-{}", Uuid::new_v4().simple());
+                let body = json!({"family_name": key, "email": format!("{key}@example.org")});
+                let deadline = Instant::now() + Duration::from_secs(90);
+                let outcome = loop {
+                    let answer = http
+                        .post(format!("{base}/api/v1/families"))
+                        .header("cookie", format!("coop_session={session}"))
+                        .header("idempotency-key", &key)
+                        .json(&body)
+                        .send()
+                        .await;
+                    match answer {
+                        Ok(r)
+                            if r.status() == StatusCode::CONFLICT && Instant::now() < deadline =>
+                        {
+                            let text = r.text().await.unwrap_or_default();
+                            assert!(text.contains("request_in_progress"), "409: {text}");
+                            report.lock().unwrap().post_retries_409 += 1;
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        Ok(r) => {
+                            let status = r.status();
+                            break (status, r.text().await.unwrap_or_default());
+                        }
+                        // The key makes a resend safe whatever happened to the first.
+                        Err(e) if closed_before_response(&e) && Instant::now() < deadline => {
+                            report.lock().unwrap().post_retries_transport += 1;
+                        }
+                        Err(e) => break (StatusCode::IM_A_TEAPOT, format!("transport: {e:?}")),
+                    }
+                };
+                report.lock().unwrap().posts.insert(key, outcome);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("load task");
+    }
+    Arc::try_unwrap(report)
+        .ok()
+        .expect("tasks done")
+        .into_inner()
+        .unwrap()
+}
+
+/// Checks that every POST ended 201 and made exactly one family.
+async fn assert_posts_exactly_once(cluster: &TestCluster, report: &LoadReport) {
+    let failed: Vec<_> = report
+        .posts
+        .iter()
+        .filter(|(_, (status, _))| *status != StatusCode::CREATED)
+        .collect();
+    assert!(failed.is_empty(), "POSTs that did not end 201: {failed:?}");
+    let pool = cluster.pool().await;
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT family_name, count(*) FROM families WHERE family_name LIKE 'load-%' GROUP BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let duplicated: Vec<_> = rows.iter().filter(|(_, n)| *n != 1).collect();
+    assert!(
+        duplicated.is_empty(),
+        "families created more than once: {duplicated:?}"
+    );
+    assert_eq!(
+        rows.len(),
+        report.posts.len(),
+        "a POST answered 201 made no family"
+    );
+    pool.close().await;
+}
+
+async fn coordinator_and_family(cluster: &TestCluster) -> (String, String) {
+    let coordinator = cluster.endpoint.coordinator().await;
+    let family = cluster
+        .endpoint
+        .family(&coordinator.session, "Steady Family")
+        .await;
+    (
+        coordinator.session,
+        family["family_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_killed_under_load_fails_no_request_and_loses_no_post() {
+    let cluster = TestCluster::start(3, &["--no-autoscale"]).await;
+    let (session, family_id) = coordinator_and_family(&cluster).await;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let load = {
+        let endpoint = Endpoint {
+            address: cluster.endpoint.address.clone(),
+            http: client(),
+        };
+        let (session, family_id) = (session.clone(), family_id.clone());
+        tokio::spawn(async move {
+            steady_load(
+                &endpoint,
+                &session,
+                &family_id,
+                8,
+                4,
+                Duration::ZERO,
+                stop_rx,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let before = cluster.status().await.expect("status");
+    let victim = pids(&before, "instances")[1];
+    let killed = Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    // The supervisor notices and starts a replacement; the load goes on.
+    let after = cluster
+        .wait_for("a replacement instance", Duration::from_secs(30), |s| {
+            let now = pids(s, "instances");
+            now.len() == 3 && !now.contains(&victim)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_tx.send(true).unwrap();
+    let report = load.await.unwrap();
+
+    assert!(report.gets > 200, "the load made only {} GETs", report.gets);
+    assert!(
+        report.get_failures.is_empty(),
+        "{} of {} GETs failed: {:?}",
+        report.get_failures.len(),
+        report.gets,
+        &report.get_failures[..report.get_failures.len().min(10)]
+    );
+    assert!(report.posts.len() > 20, "only {} POSTs", report.posts.len());
+    assert_posts_exactly_once(&cluster, &report).await;
+    eprintln!(
+        "killed instance pid {victim}: {} GETs, 0 failed; {} POSTs exactly once ({} resent after a 409, {} after a closed connection); {} GETs resent after a closed connection; instances now {:?}",
+        report.gets,
+        report.posts.len(),
+        report.post_retries_409,
+        report.post_retries_transport,
+        report.get_retries_on_closed_connection,
+        pids(&after, "instances")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_under_load_fails_no_request() {
+    let cluster = TestCluster::start(3, &["--no-autoscale"]).await;
+    let (session, family_id) = coordinator_and_family(&cluster).await;
+    let before = cluster.status().await.expect("status");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let load = {
+        let endpoint = Endpoint {
+            address: cluster.endpoint.address.clone(),
+            http: client(),
+        };
+        tokio::spawn(async move {
+            steady_load(
+                &endpoint,
+                &session,
+                &family_id,
+                8,
+                2,
+                Duration::ZERO,
+                stop_rx,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Black-box: the operator's command, against the running cluster.
+    let restart = tokio::process::Command::new(env!("CARGO_BIN_EXE_coop"))
+        .args(["cluster", "restart", "--control"])
+        .arg(cluster.control.trim_start_matches("http://"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        restart.status.success(),
+        "coop cluster restart failed: {}\n{}",
+        String::from_utf8_lossy(&restart.stderr),
+        cluster.log_tail()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_tx.send(true).unwrap();
+    let report = load.await.unwrap();
+
+    let after = cluster.status().await.expect("status");
+    let (old, new) = (pids(&before, "instances"), pids(&after, "instances"));
+    assert_eq!(new.len(), 3, "{after}");
+    assert!(
+        new.iter().all(|pid| !old.contains(pid)),
+        "not every instance was replaced: {old:?} → {new:?}"
+    );
+    assert!(
+        pids(&after, "workers") != pids(&before, "workers"),
+        "the worker was not replaced"
+    );
+    assert!(
+        report.get_failures.is_empty(),
+        "{} of {} GETs failed: {:?}",
+        report.get_failures.len(),
+        report.gets,
+        &report.get_failures[..report.get_failures.len().min(10)]
+    );
+    assert_posts_exactly_once(&cluster, &report).await;
+    eprintln!(
+        "rolling restart: {}; {} GETs and {} POSTs, none failed; resent after nginx closed an idle connection: {} GETs, {} POSTs",
+        String::from_utf8_lossy(&restart.stdout).trim(),
+        report.gets,
+        report.posts.len(),
+        report.get_retries_on_closed_connection,
+        report.post_retries_transport
+    );
+
+    // `coop cluster status` prints the table an operator reads.
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_coop"))
+        .args(["cluster", "status", "--control"])
+        .arg(cluster.control.trim_start_matches("http://"))
+        .output()
+        .await
+        .unwrap();
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{table}");
+    assert!(
+        table.contains("instances:") && table.contains("running"),
+        "{table}"
+    );
+    assert!(table.contains(&new[0].to_string()), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rising_load_adds_an_instance_and_falling_load_drains_one() {
+    // Each instance gets a tenth of a CPU, so a modest load saturates one.
+    let cluster = TestCluster::start(
+        1,
+        &[
+            "--instance-cpu",
+            "0.1",
+            "--instances-min",
+            "1",
+            "--instances-max",
+            "2",
+            "--target-cpu",
+            "50%",
+            "--scale-interval",
+            "1s",
+            "--scale-up-cooldown",
+            "2s",
+            "--scale-down-stabilisation",
+            "6s",
+        ],
+    )
+    .await;
+    let (session, family_id) = coordinator_and_family(&cluster).await;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let heavy = {
+        let endpoint = Endpoint {
+            address: cluster.endpoint.address.clone(),
+            http: client(),
+        };
+        let (session, family_id) = (session.clone(), family_id.clone());
+        tokio::spawn(async move {
+            steady_load(
+                &endpoint,
+                &session,
+                &family_id,
+                16,
+                0,
+                Duration::ZERO,
+                stop_rx,
+            )
+            .await
+        })
+    };
+    let scaled_up = cluster
+        .wait_for(
+            "a second instance under load",
+            Duration::from_secs(60),
+            |s| running(s, "instances").len() == 2,
+        )
+        .await;
+    stop_tx.send(true).unwrap();
+    let heavy = heavy.await.unwrap();
+    assert!(
+        heavy.get_failures.is_empty(),
+        "{:?}",
+        &heavy.get_failures[..heavy.get_failures.len().min(10)]
+    );
+
+    // A trickle of reads goes on while the scaler drains the extra instance.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let light = {
+        let endpoint = Endpoint {
+            address: cluster.endpoint.address.clone(),
+            http: client(),
+        };
+        tokio::spawn(async move {
+            steady_load(
+                &endpoint,
+                &session,
+                &family_id,
+                1,
+                0,
+                Duration::from_millis(50),
+                stop_rx,
+            )
+            .await
+        })
+    };
+    let scaled_down = cluster
+        .wait_for(
+            "the extra instance to be drained",
+            Duration::from_secs(90),
+            |s| s["instances"].as_array().is_some_and(|a| a.len() == 1),
+        )
+        .await;
+    stop_tx.send(true).unwrap();
+    let light = light.await.unwrap();
+    assert!(light.get_failures.is_empty(), "{:?}", light.get_failures);
+
+    let decisions = scaled_down["decisions"].as_array().unwrap();
+    let serve: Vec<&Value> = decisions.iter().filter(|d| d["pool"] == "serve").collect();
+    assert!(
+        serve.iter().any(|d| d["current"] == 2 && d["desired"] == 1),
+        "no scale-down decision among {serve:?}"
+    );
+    let up = scaled_up["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["pool"] == "serve" && d["current"] == 1 && d["desired"] == 2)
+        .cloned();
+    eprintln!(
+        "scaled up on {}; scaled down after {} light GETs, none failed",
+        up.unwrap_or(Value::Null),
+        light.gets
+    );
+    // The cluster's own metrics export the decisions.
+    let metrics = client()
+        .get(format!("{}/metrics", cluster.control))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("autoscaler_decisions_total"), "{metrics}");
+    assert!(cluster.state_dir().join("nginx.conf").exists());
+}
+
+#[test]
+fn the_embedded_tier_is_refused_with_a_message_that_says_what_to_set() {
+    let output = Command::new(env!("CARGO_BIN_EXE_coop"))
+        .args(["cluster", "--state-dir"])
+        .arg(std::env::temp_dir().join(format!("coop-refused-{}", Uuid::new_v4())))
+        .env_remove("COOP_DATABASE_URL")
+        .env_remove("COOP_REDIS_URL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("distributed tier"), "{stderr}");
+    assert!(stderr.contains("COOP_DATABASE_URL=postgres://"), "{stderr}");
+}
+
+#[test]
+fn a_missing_nginx_is_named() {
+    let output = Command::new(env!("CARGO_BIN_EXE_coop"))
+        .args(["cluster", "--nginx", "/nonexistent/nginx"])
+        .args([
+            "--database-url",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        ])
+        .args(["--redis-url", "redis://127.0.0.1:6379"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("COOP_NGINX is /nonexistent/nginx"),
+        "{stderr}"
+    );
+}
