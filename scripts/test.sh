@@ -25,6 +25,22 @@ fi
 # One test stops a private Redis of its own to check outage handling.
 command -v redis-server >/dev/null || missing+=("redis-server (Debian package redis-server)")
 
+# The `coop cluster` tests run nginx in front of the instances. The project
+# installs Debian's package itself when it can (as root, with apt-get).
+find_nginx() { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }
+if ! find_nginx && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing nginx (Debian package nginx-light) for the cluster tests" >&2
+  # Keep the package from starting a system nginx on port 80.
+  policy_created=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy_created=1
+  fi
+  { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; } >&2 || true
+  [ "$policy_created" = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+find_nginx || missing+=("nginx (Debian package nginx-light) for the coop cluster tests")
+
 if [ ${#missing[@]} -gt 0 ]; then
   echo "The test suite needs, and could not find:" >&2
   printf '  - %s\n' "${missing[@]}" >&2
