@@ -394,6 +394,10 @@ def check_consistency(m: Manifests) -> list[str]:
                     continue
                 if f not in k.get("resources", []):
                     err(f"kustomization.yaml: does not list {f}")
+            for _, ns in m.objects("Namespace"):
+                if ns["metadata"]["name"] != k.get("namespace"):
+                    err(f"kustomization.yaml: puts everything in namespace {k.get('namespace')!r} "
+                        f"but namespace.yaml creates {ns['metadata']['name']!r}")
             images = {i["name"] for i in k.get("images", [])}
             for name, dep in deployments.items():
                 for c in dep["spec"]["template"]["spec"]["containers"]:
@@ -451,6 +455,8 @@ MUTATIONS = {
     "/metrics exposed through the Ingress": lambda m: next(
         d for _, d in m.objects("Ingress"))["spec"]["rules"][0]["http"]["paths"][0].__setitem__(
         "pathType", "Prefix"),
+    "a namespace the kustomization does not use": lambda m: next(
+        d for _, d in m.objects("Namespace"))["metadata"].__setitem__("name", "co-op"),
     "liveness on /ready": lambda m: _container(m, "coop-serve")["livenessProbe"]["httpGet"]
         .__setitem__("path", "/ready"),
 }
@@ -468,7 +474,7 @@ def self_test(root: Path, repo: Path, versions: list[str]) -> list[str]:
         except yaml.YAMLError as e:
             errors = [str(e)]
         if errors:
-            print(f"  ok: {path.relative_to(repo)} is refused: {errors[0]}")
+            print(f"  ok: {path.relative_to(repo)} is refused: {' '.join(errors[0].split())}")
         else:
             failures.append(f"{path.relative_to(repo)} is broken on purpose but passed")
     base = Manifests(root, repo)
