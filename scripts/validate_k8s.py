@@ -157,9 +157,13 @@ def coop_env_names(repo: Path) -> set[str]:
 
 
 def coop_routes(repo: Path) -> set[str]:
-    """The paths Coop's routers declare (and the API docs' mount point)."""
+    """The paths Coop's routers declare (and the API docs' mount point).
+    src/cluster is left out: its control API belongs to `coop cluster`, a
+    single-host supervisor that Kubernetes replaces, not to `coop serve`."""
     routes = set()
     for path in (repo / "src").rglob("*.rs"):
+        if (repo / "src" / "cluster") in path.parents:
+            continue
         text = path.read_text()
         routes.update(re.findall(r'\.route\(\s*"(/[^"]*)"', text))
         routes.update(re.findall(r'SwaggerUi::new\(\s*"(/[^"]*)"', text))
