@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use crate::assets;
 use crate::http::json::ApiJson;
 use crate::state::AppState;
 
@@ -137,6 +138,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
 /// What this server is, for a person who opens it in a browser.
 pub async fn home(State(state): State<AppState>) -> Html<String> {
+    const STYLESHEET: &str = assets::url("coop.css");
+    const ICON: &str = assets::url("favicon.svg");
     let version = env!("CARGO_PKG_VERSION");
     let tier = state.config.tier();
     let cache = state.cache.describe();
@@ -145,7 +148,8 @@ pub async fn home(State(state): State<AppState>) -> Html<String> {
         r#"<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>Coop {version}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;line-height:1.5}}code{{background:#f3f3f3;padding:.1rem .3rem}}</style>
+<link rel="stylesheet" href="{STYLESHEET}">
+<link rel="icon" href="{ICON}" type="image/svg+xml">
 </head>
 <body>
 <h1>Coop</h1>

@@ -1,5 +1,7 @@
 //! Accepting the invite from a welcome email: creates the family's account.
 
+use std::sync::LazyLock;
+
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -137,7 +139,10 @@ fn used() -> ApiError {
     }
 }
 
-/// The page the invite link opens: choose a password, then it calls the API.
+/// The page the invite link opens: choose a password, then it calls the API. The
+/// file links the stylesheet by its logical name; served, it links the hashed one.
 pub async fn accept_invite_page() -> Html<&'static str> {
-    Html(include_str!("accept_invite.html"))
+    static PAGE: LazyLock<String> =
+        LazyLock::new(|| crate::assets::link_hashed(include_str!("accept_invite.html")));
+    Html(PAGE.as_str())
 }

@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/accept-invite", get(invites::accept_invite_page))
+        .route("/static/{name}", get(crate::assets::serve))
         .merge(api)
         .merge(docs::docs_router())
         .fallback(fallback::not_found)

@@ -16,3 +16,4 @@ mod payment_provider;
 mod process;
 mod replicas;
 mod smtp_sink;
+mod static_assets;
