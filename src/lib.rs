@@ -2,6 +2,7 @@
 //! a laptop (SQLite, everything in one process) and many instances behind a load
 //! balancer (PostgreSQL + Redis); only the configuration differs.
 
+pub mod autoscale;
 pub mod cache;
 pub mod config;
 pub mod domain;
