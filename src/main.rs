@@ -29,6 +29,9 @@ enum Command {
     Migrate(Config),
     /// Run background jobs (email, calendar, payments) until SIGTERM.
     Worker(Config),
+    /// Replay a traffic trace through the auto-scaler against a capacity model,
+    /// and chart it.
+    Simulate(coop::autoscale::sim::SimulateArgs),
 }
 
 #[tokio::main]
@@ -42,6 +45,7 @@ async fn main() {
             telemetry::init(config.log);
             run_worker(config, shutdown_signal()).await
         }
+        Some(Command::Simulate(args)) => coop::autoscale::sim::run(args),
     };
     if let Err(err) = result {
         eprintln!("coop: {err:#}");

@@ -33,6 +33,9 @@
 //! simulator and `args` for the command-line settings.
 
 pub mod args;
+pub mod chart;
+pub mod sim;
+pub mod trace;
 
 use std::collections::VecDeque;
 use std::fmt;

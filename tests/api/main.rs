@@ -14,4 +14,5 @@ mod operations;
 mod payment_provider;
 mod process;
 mod replicas;
+mod simulate;
 mod smtp_sink;
