@@ -58,7 +58,8 @@ pub enum Signal {
     Cpu,
     /// 95th-percentile request latency over the evaluation interval, in seconds.
     P95Latency,
-    /// Jobs ready to run per current worker.
+    /// Jobs ready to run per current worker. With no worker, pass the whole
+    /// depth (divide by `max(current, 1)`): the rule scales from a base of one.
     QueueDepthPerWorker,
 }
 
@@ -336,7 +337,8 @@ fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 pub fn proposal(current: u32, value: f64, target: f64, tolerance: f64) -> u32 {
     let ratio = value / target;
     if (ratio - 1.0).abs() <= tolerance + EPSILON {
-        return current;
+        // On target: keep the pool; from zero, that is one member's worth of work.
+        return current.max(1);
     }
     let base = f64::from(current.max(1));
     let desired = (base * ratio - EPSILON).ceil();

@@ -47,6 +47,11 @@ fn zero_current_scales_from_one_and_huge_ratios_saturate() {
     );
     assert_eq!(proposal(0, 250.0, 100.0, 0.10), 3);
     assert_eq!(proposal(0, 0.0, 100.0, 0.10), 0, "no work keeps it at zero");
+    assert_eq!(
+        proposal(0, 105.0, 100.0, 0.10),
+        1,
+        "one worker's worth of work, one worker"
+    );
     assert_eq!(proposal(2, 1e300, 1e-300, 0.10), u32::MAX);
 }
 
