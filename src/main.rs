@@ -31,6 +31,9 @@ enum Command {
     Worker(Config),
     /// Run nginx, instances and workers on this host, with an auto-scaler.
     Cluster(coop::cluster::ClusterCli),
+    /// Replay a traffic trace through the auto-scaler against a capacity model,
+    /// and chart it.
+    Simulate(coop::autoscale::sim::SimulateArgs),
 }
 
 #[tokio::main]
@@ -48,6 +51,7 @@ async fn main() {
             telemetry::init(coop::config::LogFormat::Pretty);
             coop::cluster::run(cli).await
         }
+        Some(Command::Simulate(args)) => coop::autoscale::sim::run(args),
     };
     if let Err(err) = result {
         eprintln!("coop: {err:#}");

@@ -15,5 +15,6 @@ mod operations;
 mod payment_provider;
 mod process;
 mod replicas;
+mod simulate;
 mod smtp_sink;
 mod static_assets;
