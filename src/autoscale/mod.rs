@@ -358,6 +358,8 @@ pub struct Autoscaler {
     /// (when, recommendation) over the stabilisation window, oldest first.
     recommendations: VecDeque<(Duration, u32)>,
     last_scale_up: Option<Duration>,
+    /// Whether the window has been seeded with the size the pool started at.
+    seeded: bool,
 }
 
 impl Autoscaler {
@@ -367,6 +369,7 @@ impl Autoscaler {
             policy,
             recommendations: VecDeque::new(),
             last_scale_up: None,
+            seeded: false,
         }
     }
 
@@ -401,6 +404,13 @@ impl Autoscaler {
             .collect();
         let recommended = proposals.iter().map(|p| p.desired).max();
 
+        // The pool's size at the first decision counts as a recommendation (as
+        // the HPA controller seeds its window): a pool started at 4 is not cut
+        // down on its first reading, before a whole window of low load.
+        if !self.seeded {
+            self.recommendations.push_back((now, current));
+            self.seeded = true;
+        }
         // Forget recommendations that left the window; remember this one.
         while let Some(&(at, _)) = self.recommendations.front() {
             if now.saturating_sub(at) >= policy.scale_down_stabilisation {

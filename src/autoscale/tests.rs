@@ -80,7 +80,11 @@ fn results_are_clamped_to_the_bounds() {
     let d = scaler.decide(S(0), 4, &cpu(1.0)); // wants ceil(4 × 1.43) = 6
     assert_eq!((d.desired, d.reason.clone()), (5, Reason::ClampedToMax));
 
-    let mut scaler = Autoscaler::new("serve", cpu_only(2, 5));
+    let no_window = Policy {
+        scale_down_stabilisation: Duration::ZERO,
+        ..cpu_only(2, 5)
+    };
+    let mut scaler = Autoscaler::new("serve", no_window);
     let d = scaler.decide(S(0), 3, &cpu(0.0)); // wants 0, and no window to hold it
     assert_eq!((d.desired, d.reason.clone()), (2, Reason::ClampedToMin));
 
@@ -289,4 +293,19 @@ fn metrics_are_exported_per_pool() {
     ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }
+}
+
+#[test]
+fn a_pool_is_not_cut_down_before_a_whole_window_after_the_scaler_starts() {
+    let mut scaler = Autoscaler::new("serve", cpu_only(1, 8));
+    // Started with 4 and idle from the first reading on.
+    let d = scaler.decide(S(15), 4, &cpu(0.05));
+    assert_eq!(
+        (d.desired, d.reason.clone()),
+        (4, Reason::Stabilising { highest: 4 })
+    );
+    let d = scaler.decide(S(15 + 285), 4, &cpu(0.05));
+    assert_eq!(d.desired, 4, "still inside the window: {d}");
+    let d = scaler.decide(S(15 + 300), 4, &cpu(0.05));
+    assert_eq!((d.desired, d.reason), (1, Reason::ScaleDown));
 }

@@ -162,15 +162,26 @@ struct LoadReport {
 /// True for the one transport failure HTTP lets a client retry an idempotent
 /// request on (RFC 9112 §9.3.1): the server closed a kept-alive connection
 /// before sending any response. nginx closes its idle client connections on
-/// every reload, and a request can cross that close on the wire. Browsers
-/// retry these silently; reqwest does not, so the load generator does, once,
-/// and counts it. Anything else (a reset mid-response, a refused connection,
-/// a 5xx) is a failure.
+/// every reload, and a request can cross that close on the wire: the client
+/// then sees the connection end (hyper: "incomplete message") or, when the
+/// request reached a socket already being closed, a reset. Browsers and Go's
+/// HTTP client retry these silently; reqwest does not, so the load generator
+/// does, once, and counts it. Anything else (a refused connection, an error
+/// after the response began, a 5xx) is a failure.
 fn closed_before_response(err: &reqwest::Error) -> bool {
+    // `is_request`: the failure came while sending, before a response head.
+    if !err.is_request() {
+        return false;
+    }
     let mut source: Option<&dyn std::error::Error> = Some(err);
     while let Some(e) = source {
-        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
-            return hyper.is_incomplete_message();
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>()
+            && hyper.is_incomplete_message()
+        {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionReset;
         }
         source = e.source();
     }
@@ -477,6 +488,44 @@ async fn a_rolling_restart_under_load_fails_no_request() {
         "{table}"
     );
     assert!(table.contains(&new[0].to_string()), "{table}");
+
+    // nginx keeps the content-hashed stylesheet like an edge cache: the second
+    // request for the same encoding is answered from its cache.
+    let home = client()
+        .get(&cluster.endpoint.address)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let css = home
+        .split('"')
+        .find(|s| s.starts_with("/static/coop.") && s.ends_with(".css"))
+        .unwrap_or_else(|| panic!("no hashed stylesheet linked from {home}"))
+        .to_owned();
+    let fetch = || {
+        client()
+            .get(format!("{}{css}", cluster.endpoint.address))
+            .header("accept-encoding", "br")
+            .send()
+    };
+    let first = fetch().await.unwrap();
+    let second = fetch().await.unwrap();
+    for response in [&first, &second] {
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-encoding"], "br");
+        assert_eq!(
+            response.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+    }
+    assert_eq!(
+        second.headers()["x-cache-status"],
+        "HIT",
+        "{:?}",
+        second.headers()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
