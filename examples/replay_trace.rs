@@ -170,8 +170,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let meta = TimelineMeta {
         title: Some(args.title.clone()),
-        target_p95_seconds: None,
-        target_cpu: None,
+        // The cluster's default targets (bench/replay.sh does not change them).
+        target_p95_seconds: Some(0.5),
+        target_cpu: Some(0.7),
     };
     write_timeline(&args.out, &rows, &meta)?;
     let failed: u64 = rows
