@@ -138,6 +138,27 @@ pub struct Config {
           value_name = "COOP_CACHE_FILL_DELAY", default_value = "0s", value_parser = parse_duration)]
     pub cache_fill_delay: Duration,
 
+    /// Longest a request may run; past it the request is answered 503 and its
+    /// work abandoned (rolled back unless it had committed). It bounds how long
+    /// an Idempotency-Key reservation can be held by a live request.
+    #[arg(long = "request-timeout", env = "COOP_REQUEST_TIMEOUT",
+          value_name = "COOP_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// How long an in-flight Idempotency-Key reservation belongs to its request;
+    /// after that a repeat takes it over (its instance is presumed dead). Must
+    /// exceed COOP_REQUEST_TIMEOUT. Default: COOP_REQUEST_TIMEOUT + 5s.
+    #[arg(long = "idempotency-lease", env = "COOP_IDEMPOTENCY_LEASE",
+          value_name = "COOP_IDEMPOTENCY_LEASE", value_parser = parse_duration)]
+    pub idempotency_lease: Option<Duration>,
+
+    /// Fault injection: pause between a keyed POST's work and the saving of its
+    /// response, so tests can kill an instance in between. Leave at 0 in production.
+    #[arg(long = "idempotency-save-delay", env = "COOP_IDEMPOTENCY_SAVE_DELAY",
+          value_name = "COOP_IDEMPOTENCY_SAVE_DELAY", default_value = "0s",
+          value_parser = parse_duration)]
+    pub idempotency_save_delay: Duration,
+
     /// After SIGTERM, keep serving (with `/ready` at 503) this long so load balancers
     /// notice before the listener closes.
     #[arg(long = "drain-delay", env = "COOP_DRAIN_DELAY", value_name = "COOP_DRAIN_DELAY",
@@ -260,6 +281,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 }
 
+/// Default lease beyond the request timeout: room for clock differences between
+/// instances (each compares its own clock with a lease another one wrote).
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Pretty,
@@ -303,6 +328,26 @@ impl Config {
     pub fn serve_runs_jobs(&self) -> bool {
         self.run_jobs
             .unwrap_or(matches!(self.database(), DatabaseUrl::Sqlite(_)))
+    }
+
+    /// See `idempotency_lease`: the lease outlasts any live request, so a
+    /// reservation whose lease passed belongs to a request that is gone.
+    pub fn idempotency_lease(&self) -> Duration {
+        self.idempotency_lease
+            .unwrap_or(self.request_timeout + LEASE_MARGIN)
+    }
+
+    /// Checks the settings that constrain each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.idempotency_lease() <= self.request_timeout {
+            return Err(format!(
+                "COOP_IDEMPOTENCY_LEASE ({:?}) must be longer than COOP_REQUEST_TIMEOUT ({:?}): \
+                 a request still running must never lose its Idempotency-Key to a repeat",
+                self.idempotency_lease(),
+                self.request_timeout
+            ));
+        }
+        Ok(())
     }
 
     pub fn breaker(&self) -> crate::resilience::breaker::BreakerConfig {
@@ -462,6 +507,28 @@ mod tests {
         ));
         let err = parse_database_url("mysql://h/db").unwrap_err();
         assert!(err.contains("COOP_DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_idempotency_lease_outlasts_the_request_timeout() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: Config,
+        }
+        let parse = |args: &[&str]| {
+            <Cli as clap::Parser>::try_parse_from(
+                std::iter::once("coop").chain(args.iter().copied()),
+            )
+            .unwrap()
+            .config
+        };
+        let default = parse(&["--request-timeout", "20s"]);
+        assert_eq!(default.idempotency_lease(), Duration::from_secs(25));
+        assert!(default.validate().is_ok());
+        let too_short = parse(&["--request-timeout", "20s", "--idempotency-lease", "20s"]);
+        let err = too_short.validate().unwrap_err();
+        assert!(err.contains("COOP_IDEMPOTENCY_LEASE"), "{err}");
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub struct Application {
 impl Application {
     /// Connects to the database (migrating it) and Redis, and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
         let db = Db::connect(&config).await?;
         db.migrate().await?;
         let redis = match &config.redis_url {

@@ -1,12 +1,41 @@
 //! `Idempotency-Key` on POST: the first request with a key runs; a repeat with
 //! the same key and the same request gets the first response back without the
-//! work being done again; the same key with a different request is a 422.
+//! work being done again; the same key with a different request is a 422. Keys
+//! are scoped per user (or to anonymous callers), so users cannot collide.
 //!
-//! The key is reserved (a row with no response yet) before the handler runs, and
-//! the response is saved after. If the process dies in between, the reservation
-//! stays and repeats get 409 until it expires: a client can be told to wait, but
-//! is never given a duplicate. A 5xx releases the reservation so a retry can run.
-//! Keys are scoped per user (or to anonymous callers), so users cannot collide.
+//! The key is reserved before the handler runs and the response saved after.
+//! Between the two the instance may die (SIGKILL, a crash, a lost host) and a
+//! load balancer or client retries elsewhere. Two mechanisms make that retry
+//! neither lost nor a duplicate:
+//!
+//! - **Lease.** A reservation belongs to its request for COOP_IDEMPOTENCY_LEASE,
+//!   longer than COOP_REQUEST_TIMEOUT (`http::timeout`), so a live request never
+//!   outlasts its lease. A repeat while the lease runs gets 409 with
+//!   `Retry-After`; one after it takes the key over (only one taker wins) and
+//!   carries on as the key's new owner.
+//! - **Fenced work.** A create handler receives the request's [`Claim`] and its
+//!   store call records, in the same statement or transaction as the work, that
+//!   the work committed and which ids it created — only while the claim still
+//!   owns the key (`record_idempotent_work!`). A takeover that finds such a
+//!   record answers with the created resource as it is now and creates nothing
+//!   (`committed`); a previous owner that lost the key cannot commit at all, so
+//!   even a statement that reaches the database after its request was abandoned
+//!   cannot make a duplicate. Saving the response is fenced the same way.
+//!
+//! A 5xx ends the lease at once (`release`), so a retry need not wait for it.
+//!
+//! POSTs and what a takeover does with them:
+//! - `POST /api/v1/coops`, `/api/v1/families`, `/api/v1/families/{id}/payments`:
+//!   fenced as above; never created twice.
+//! - `POST /api/v1/auth/login`: rerun; a second session is created and the first
+//!   (never delivered) expires unused. Harmless.
+//! - `POST /api/v1/auth/logout`: rerun; deleting a session twice is harmless.
+//! - `POST /api/v1/auth/accept-invite`: not fenced, but the invite is used up in
+//!   the same transaction that creates the account, so a rerun after a commit
+//!   answers with the invite's "already used" error, never a second account.
+//! - `POST /api/v1/admin/jobs/{id}/retry`: a rerun after a commit finds the job
+//!   no longer dead and answers 409 `job_not_dead`: no second retry (unless the
+//!   job died again in between, when another retry is what was asked for).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -15,12 +44,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use super::MAX_BODY_BYTES;
 use crate::error::ApiError;
 use crate::session::token_from_headers;
 use crate::state::AppState;
-use crate::store::idempotency::{self, Begin, StoredResponse};
+use crate::store::idempotency::{self, Begin, Claim, StoredResponse};
 
 pub const HEADER: &str = "idempotency-key";
 const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -51,9 +81,15 @@ async fn run_once(state: &AppState, req: Request, next: Next) -> Result<Response
     let body = read_body(body).await.map_err(IntoResponse::into_response)?;
     let request_hash = fingerprint(&parts.method, &parts.uri, &body);
 
-    match idempotency::begin(&state.db, &scope, &key, &request_hash)
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?
+    let claim = match idempotency::begin(
+        &state.db,
+        &scope,
+        &key,
+        &request_hash,
+        state.config.idempotency_lease(),
+    )
+    .await
+    .map_err(|e| ApiError::from(e).into_response())?
     {
         Begin::Replay(stored) => return Ok(replay(stored)),
         Begin::Mismatch => {
@@ -65,37 +101,36 @@ async fn run_once(state: &AppState, req: Request, next: Next) -> Result<Response
             }
             .into_response());
         }
-        Begin::InProgress => {
-            let mut response = ApiError::Conflict {
-                code: "request_in_progress",
-                message: "a request with this Idempotency-Key is still being processed; \
-                          retry shortly to get its response"
-                    .into(),
-                fields: None,
-            }
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return Err(response);
-        }
-        Begin::Proceed => {}
+        Begin::InProgress => return Err(in_progress()),
+        Begin::Proceed(claim) => claim,
+    };
+    if claim.committed.is_some() {
+        tracing::info!(
+            scope,
+            "took over an Idempotency-Key whose work had committed: answering with its result"
+        );
     }
 
+    let mut parts = parts;
+    parts.extensions.insert(claim.clone());
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     let (parts, body) = response.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(err) => {
-            let _ = idempotency::abandon(&state.db, &scope, &key).await;
+            let _ = idempotency::release(&state.db, &claim).await;
             return Err(
                 ApiError::Internal(anyhow::anyhow!("buffering response: {err}")).into_response(),
             );
         }
     };
 
+    let delay = state.config.idempotency_save_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     if parts.status.is_server_error() {
-        if let Err(err) = idempotency::abandon(&state.db, &scope, &key).await {
+        if let Err(err) = idempotency::release(&state.db, &claim).await {
             tracing::warn!(error = %err, "could not release an idempotency reservation");
         }
     } else {
@@ -104,13 +139,66 @@ async fn run_once(state: &AppState, req: Request, next: Next) -> Result<Response
             headers: serialize_headers(&parts.headers),
             body: body.to_vec(),
         };
-        if let Err(err) = idempotency::complete(&state.db, &scope, &key, &stored).await {
+        match idempotency::complete(&state.db, &claim, &stored).await {
+            Ok(true) => {}
+            // A repeat took the key over (this request outlived its lease): it
+            // answers for the key; our work, if any, could not have committed.
+            Ok(false) => tracing::warn!("an idempotency reservation was taken over mid-request"),
             // The work is done and answered; a repeat will see "in progress"
-            // rather than run it twice.
-            tracing::warn!(error = %err, "could not save an idempotent response");
+            // until the lease passes, then answer with what the work created.
+            Err(err) => tracing::warn!(error = %err, "could not save an idempotent response"),
         }
     }
     Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+fn in_progress() -> Response {
+    let mut response = ApiError::Conflict {
+        code: "request_in_progress",
+        message: "a request with this Idempotency-Key is still being processed; \
+                  retry shortly to get its response"
+            .into(),
+        fields: None,
+    }
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// For a create handler whose work could not commit because its claim was
+/// taken over: the key's new owner answers for it, so a retry gets that answer.
+pub fn taken_over() -> ApiError {
+    ApiError::Conflict {
+        code: "request_in_progress",
+        message: "this request took too long and another request with the same \
+                  Idempotency-Key took over; retry shortly to get its response"
+            .into(),
+        fields: None,
+    }
+}
+
+/// The `N` ids that an earlier request with this key created, if its work
+/// committed but its instance died before answering: a create handler answers
+/// with these resources instead of creating them again.
+pub fn committed<const N: usize>(claim: Option<&Claim>) -> Result<Option<[Uuid; N]>, ApiError> {
+    let Some(ids) = claim
+        .map(Claim::committed_ids)
+        .transpose()
+        .map_err(|err| {
+            ApiError::Internal(anyhow::anyhow!("unreadable idempotency resource: {err}"))
+        })?
+        .flatten()
+    else {
+        return Ok(None);
+    };
+    let found = ids.len();
+    ids.try_into().map(Some).map_err(|_| {
+        ApiError::Internal(anyhow::anyhow!(
+            "idempotency resource has {found} ids, expected {N}"
+        ))
+    })
 }
 
 fn parse_key(value: Option<&HeaderValue>) -> Result<String, ApiError> {
@@ -153,7 +241,7 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
 }
 
 /// What makes two requests "the same": method, path and query, and body bytes.
-fn fingerprint(method: &Method, uri: &axum::http::Uri, body: &[u8]) -> String {
+pub fn fingerprint(method: &Method, uri: &axum::http::Uri, body: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(method.as_str().as_bytes());
     hasher.update([0]);

@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod json;
 pub mod metrics;
 pub mod read_after;
+pub mod timeout;
 
 /// The value of cookie `name` in the request's `Cookie` headers.
 pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {

@@ -1,4 +1,4 @@
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -6,8 +6,10 @@ use uuid::Uuid;
 
 use crate::domain::{Email, FieldCheck, Name, Password};
 use crate::error::{ApiError, ErrorBody, FieldErrors};
+use crate::http::idempotency;
 use crate::http::json::ApiJson;
 use crate::state::AppState;
+use crate::store::idempotency::Claim;
 use crate::store::{self, coops::NewCoop};
 
 #[derive(Deserialize, ToSchema)]
@@ -46,6 +48,7 @@ pub struct CreateCoopResponse {
     ))]
 pub async fn create_coop(
     State(state): State<AppState>,
+    claim: Option<Extension<Claim>>,
     ApiJson(body): ApiJson<CreateCoopRequest>,
 ) -> Result<(StatusCode, ApiJson<CreateCoopResponse>), ApiError> {
     let mut check = FieldCheck::default();
@@ -74,8 +77,15 @@ pub async fn create_coop(
         )));
     };
 
+    let claim = claim.map(|Extension(claim)| claim);
+    if let Some([coop_id, coordinator_id]) = idempotency::committed(claim.as_ref())? {
+        // An earlier attempt with this key created the co-op, then its
+        // instance died before answering: answer for it.
+        return Ok(created(coop_id, coordinator_id));
+    }
+
     let password_hash = password.hash().await?;
-    let created = store::coops::create_coop(
+    let Some(new) = store::coops::create_coop(
         &state.db,
         NewCoop {
             name: &name,
@@ -83,6 +93,7 @@ pub async fn create_coop(
             coordinator_email: &email,
             coordinator_password: &password_hash,
         },
+        claim.as_ref(),
     )
     .await
     .map_err(|err| {
@@ -97,13 +108,19 @@ pub async fn create_coop(
         } else {
             err.into()
         }
-    })?;
+    })?
+    else {
+        return Err(idempotency::taken_over());
+    };
+    Ok(created(new.coop_id, new.coordinator_id))
+}
 
-    Ok((
+fn created(coop_id: Uuid, coordinator_id: Uuid) -> (StatusCode, ApiJson<CreateCoopResponse>) {
+    (
         StatusCode::CREATED,
         ApiJson(CreateCoopResponse {
-            coop_id: created.coop_id,
-            coordinator_id: created.coordinator_id,
+            coop_id,
+            coordinator_id,
         }),
-    ))
+    )
 }

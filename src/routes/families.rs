@@ -1,5 +1,5 @@
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -12,11 +12,13 @@ use crate::cache::keys;
 use crate::domain::{Email, FieldCheck, Name, Role};
 use crate::error::{ApiError, ErrorBody, FieldErrors};
 use crate::http::auth::{AuthUser, Coordinator};
+use crate::http::idempotency;
 use crate::http::json::ApiJson;
 use crate::http::read_after;
 use crate::jobs;
 use crate::session::SessionData;
 use crate::state::AppState;
+use crate::store::idempotency::Claim;
 use crate::store::replicas;
 use crate::store::{
     self,
@@ -98,9 +100,23 @@ pub struct ListParams {
 pub async fn create_family(
     State(state): State<AppState>,
     Coordinator(session): Coordinator,
+    claim: Option<Extension<Claim>>,
     ApiJson(body): ApiJson<FamilyInput>,
 ) -> Result<Response, ApiError> {
     let (name, email, date) = parse_family(&body)?;
+    let claim = claim.map(|Extension(claim)| claim);
+    if let Some([id]) = idempotency::committed(claim.as_ref())? {
+        // An earlier attempt with this key enrolled the family, then its
+        // instance died before answering: answer for it.
+        let row = store::families::get(&state.db, session.coop_id, id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound(
+                    "this request enrolled a family that has since been deleted".into(),
+                )
+            })?;
+        return Ok(created(row));
+    }
     let fields = FamilyFields {
         family_name: &name,
         email: &email,
@@ -109,11 +125,18 @@ pub async fn create_family(
     // The family and the jobs its enrollment causes commit together: no
     // welcome email is lost to a crash between the two.
     let max_attempts = state.config.job_max_attempts;
-    let (row, jobs) = store::families::insert(&state.db, session.coop_id, &fields, |row| {
-        jobs::enrollment_jobs(row.coop_id, row.id, max_attempts)
-    })
+    let Some((row, jobs)) = store::families::insert(
+        &state.db,
+        session.coop_id,
+        &fields,
+        |row| jobs::enrollment_jobs(row.coop_id, row.id, max_attempts),
+        claim.as_ref(),
+    )
     .await
-    .map_err(email_conflict)?;
+    .map_err(email_conflict)?
+    else {
+        return Err(idempotency::taken_over());
+    };
     if state.config.jobs_inline {
         // In a task of its own, so a client that hangs up does not cancel a
         // job halfway (e.g. between an email's send and its record).
@@ -124,12 +147,16 @@ pub async fn create_family(
         })
         .await;
     }
+    Ok(created(row))
+}
+
+fn created(row: FamilyRow) -> Response {
     let location = format!("/api/v1/families/{}", row.id);
     let mut response = family_response(StatusCode::CREATED, row);
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    Ok(response)
+    response
 }
 
 /// Read one family. Another co-op's family is a 404, as if it did not exist.

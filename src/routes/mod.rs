@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::http::{MAX_BODY_BYTES, fallback, idempotency, metrics, read_after};
+use crate::http::{MAX_BODY_BYTES, fallback, idempotency, metrics, read_after, timeout};
 use crate::state::AppState;
 
 /// The whole application. Layers listed later wrap the ones listed earlier.
@@ -73,6 +73,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(fallback::not_found)
         .method_not_allowed_fallback(fallback::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            timeout::limit,
+        ))
         .layer(middleware::from_fn(metrics::track_requests))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())

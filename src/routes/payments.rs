@@ -1,7 +1,7 @@
 //! Payments: accepted at once (202, `pending`), charged by a worker through the
 //! payment provider, then `succeeded` or `failed`.
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -12,9 +12,11 @@ use super::families::visible_family;
 use crate::domain::FieldCheck;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::auth::{AuthUser, Coordinator};
+use crate::http::idempotency;
 use crate::http::json::ApiJson;
 use crate::jobs;
 use crate::state::AppState;
+use crate::store::idempotency::Claim;
 use crate::store::payments::PaymentRow;
 use crate::store::{self, jobs::now_ms};
 
@@ -86,6 +88,7 @@ pub async fn create_payment(
     State(state): State<AppState>,
     Coordinator(session): Coordinator,
     Path(family_id): Path<String>,
+    claim: Option<Extension<Claim>>,
     ApiJson(body): ApiJson<PaymentInput>,
 ) -> Result<Response, ApiError> {
     let family_id = visible_family(&session, &family_id)?;
@@ -117,6 +120,18 @@ pub async fn create_payment(
             "validated fields missing"
         )));
     };
+    let claim = claim.map(|Extension(claim)| claim);
+    if let Some([id]) = idempotency::committed(claim.as_ref())? {
+        // An earlier attempt with this key created the payment, then its
+        // instance died before answering: answer for it, charge nothing more.
+        let row = store::payments::get(&state.db, session.coop_id, id)
+            .await?
+            .filter(|row| row.family_id == family_id)
+            .ok_or_else(|| {
+                ApiError::NotFound("this request created a payment that no longer exists".into())
+            })?;
+        return Ok(accepted(row));
+    }
     if state.config.payments_url.is_none() {
         return Err(ApiError::Unprocessable {
             code: "payments_not_configured",
@@ -144,13 +159,19 @@ pub async fn create_payment(
         updated_at: at,
     };
     let job = jobs::payment_job(session.coop_id, row.id, state.config.job_max_attempts);
-    store::payments::create(&state.db, &row, &job).await?;
-    let location = format!("/api/v1/families/{family_id}/payments/{}", row.id);
+    if !store::payments::create(&state.db, &row, &job, claim.as_ref()).await? {
+        return Err(idempotency::taken_over());
+    }
+    Ok(accepted(row))
+}
+
+fn accepted(row: PaymentRow) -> Response {
+    let location = format!("/api/v1/families/{}/payments/{}", row.family_id, row.id);
     let mut response = (StatusCode::ACCEPTED, ApiJson(Payment::from(row))).into_response();
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    Ok(response)
+    response
 }
 
 /// A family's payments, newest first (the latest 200).

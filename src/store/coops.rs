@@ -2,6 +2,7 @@
 
 use uuid::Uuid;
 
+use super::idempotency::{self, Claim};
 use super::{Db, now};
 use crate::domain::{Email, Name, PasswordHash, Role};
 use crate::with_conn;
@@ -37,8 +38,14 @@ impl UserRow {
 }
 
 /// Creates the co-op and its first coordinator together: a co-op without a
-/// coordinator could never be managed.
-pub async fn create_coop(db: &Db, new: NewCoop<'_>) -> Result<CreatedCoop, sqlx::Error> {
+/// coordinator could never be managed. Under an Idempotency-Key `claim` they
+/// commit only if the claim still holds the key, together with the record of
+/// both ids on it; `None` when it did not (nothing was written).
+pub async fn create_coop(
+    db: &Db,
+    new: NewCoop<'_>,
+    claim: Option<&Claim>,
+) -> Result<Option<CreatedCoop>, sqlx::Error> {
     let created = CreatedCoop {
         coop_id: Uuid::now_v7(),
         coordinator_id: Uuid::now_v7(),
@@ -46,6 +53,12 @@ pub async fn create_coop(db: &Db, new: NewCoop<'_>) -> Result<CreatedCoop, sqlx:
     let at = now();
     with_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        if let Some(claim) = claim {
+            let resource = idempotency::resource(&[created.coop_id, created.coordinator_id]);
+            if !crate::record_idempotent_work!(tx, claim, &resource)? {
+                return Ok(None);
+            }
+        }
         sqlx::query("INSERT INTO coops (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(created.coop_id)
             .bind(new.name.as_str())
@@ -67,7 +80,7 @@ pub async fn create_coop(db: &Db, new: NewCoop<'_>) -> Result<CreatedCoop, sqlx:
         .await?;
         tx.commit().await?;
     });
-    Ok(created)
+    Ok(Some(created))
 }
 
 pub async fn find_user_by_email(db: &Db, email: &Email) -> Result<Option<UserRow>, sqlx::Error> {

@@ -1,8 +1,10 @@
 //! Families, always scoped by the caller's co-op.
 
+use sqlx::Row;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
+use super::idempotency::{self, Claim};
 use super::jobs::NewJob;
 use super::{Db, now};
 use crate::domain::{Email, Name};
@@ -36,6 +38,22 @@ const INSERT_WITH_JOBS_PG: &str = "WITH family AS (INSERT INTO families \
      SELECT j.id, family.coop_id, j.kind, j.key, j.payload, 'ready', 0, $9, $10, $10, $10 \
      FROM family, UNNEST($11::uuid[], $12::text[], $13::text[], $14::text[]) AS j(id, kind, key, payload) \
      ON CONFLICT (key) DO NOTHING";
+
+/// `INSERT_WITH_JOBS_PG` for a request with an Idempotency-Key: the family is
+/// inserted only if the request still holds its key, which records the family's
+/// id (`store::idempotency::RECORD_SQL`) in the same statement. Still one round
+/// trip; answers how many families it inserted (0: the key was lost).
+const INSERT_WITH_JOBS_CLAIMED_PG: &str = "WITH claim AS (UPDATE idempotency SET resource = $15 \
+     WHERE scope = $16 AND key = $17 AND owner = $18 AND status IS NULL AND resource IS NULL \
+     RETURNING 1), \
+     family AS (INSERT INTO families \
+     (id, coop_id, family_name, email, enrollment_date, version, created_at, updated_at) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM claim RETURNING coop_id), \
+     jobs AS (INSERT INTO jobs (id, coop_id, kind, key, payload, state, attempts, max_attempts, run_at, created_at, updated_at) \
+     SELECT j.id, family.coop_id, j.kind, j.key, j.payload, 'ready', 0, $9, $10, $10, $10 \
+     FROM family, UNNEST($11::uuid[], $12::text[], $13::text[], $14::text[]) AS j(id, kind, key, payload) \
+     ON CONFLICT (key) DO NOTHING) \
+     SELECT count(*) FROM family";
 
 fn bind_family<'q, DB: sqlx::Database>(
     query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
@@ -72,13 +90,17 @@ pub enum UpdateOutcome {
 }
 
 /// Inserts the family and, in the same transaction, the jobs its enrollment
-/// causes (`jobs_for` sees the new row): both commit, or neither.
+/// causes (`jobs_for` sees the new row): both commit, or neither. Under an
+/// Idempotency-Key `claim` they commit only if the claim still holds the key,
+/// together with the record of the family's id on it; `None` when it did not
+/// (nothing was written).
 pub async fn insert(
     db: &Db,
     coop_id: Uuid,
     fields: &FamilyFields<'_>,
     jobs_for: impl FnOnce(&FamilyRow) -> Vec<NewJob>,
-) -> Result<(FamilyRow, Vec<NewJob>), sqlx::Error> {
+    claim: Option<&Claim>,
+) -> Result<Option<(FamilyRow, Vec<NewJob>)>, sqlx::Error> {
     let at = now();
     let row = FamilyRow {
         id: Uuid::now_v7(),
@@ -97,21 +119,44 @@ pub async fn insert(
             // One statement, so one round trip and one commit: the family and
             // its jobs still commit together (a statement is atomic), and a
             // duplicate email fails both.
-            let mut query = sqlx::query(INSERT_WITH_JOBS_PG);
-            query = bind_family(query, &row);
-            query
+            let sql = match claim {
+                Some(_) => INSERT_WITH_JOBS_CLAIMED_PG,
+                None => INSERT_WITH_JOBS_PG,
+            };
+            let query = bind_family(sqlx::query(sql), &row)
                 .bind(jobs.first().map_or(0, |j| j.max_attempts))
                 .bind(jobs.first().map_or(0, |j| j.run_at))
                 .bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
                 .bind(jobs.iter().map(|j| j.kind).collect::<Vec<_>>())
                 .bind(jobs.iter().map(|j| j.key.as_str()).collect::<Vec<_>>())
-                .bind(jobs.iter().map(|j| j.payload.as_str()).collect::<Vec<_>>())
-                .execute(&mut *conn)
-                .await?;
+                .bind(jobs.iter().map(|j| j.payload.as_str()).collect::<Vec<_>>());
+            match claim {
+                None => {
+                    query.execute(&mut *conn).await?;
+                }
+                Some(claim) => {
+                    let inserted: i64 = query
+                        .bind(idempotency::resource(&[row.id]))
+                        .bind(&claim.scope)
+                        .bind(&claim.key)
+                        .bind(claim.owner)
+                        .fetch_one(&mut *conn)
+                        .await?
+                        .try_get(0)?;
+                    if inserted == 0 {
+                        return Ok(None);
+                    }
+                }
+            }
         }
         Db::Sqlite(pool, endpoint) => {
             let mut conn = super::acquire(pool, endpoint).await?;
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            if let Some(claim) = claim
+                && !crate::record_idempotent_work!(tx, claim, &idempotency::resource(&[row.id]))?
+            {
+                return Ok(None);
+            }
             bind_family(sqlx::query(INSERT_SQL), &row)
                 .execute(&mut *tx)
                 .await?;
@@ -121,7 +166,7 @@ pub async fn insert(
             tx.commit().await?;
         }
     }
-    Ok((row, jobs))
+    Ok(Some((row, jobs)))
 }
 
 pub async fn get(db: &Db, coop_id: Uuid, id: Uuid) -> Result<Option<FamilyRow>, sqlx::Error> {

@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use super::Db;
+use super::idempotency::{self, Claim};
 use super::jobs::{NewJob, now_ms};
 use crate::with_conn;
 
@@ -25,9 +26,22 @@ const COLUMNS: &str = "id, coop_id, family_id, amount_cents, currency, descripti
                        provider_charge_id, failure_reason, created_at, updated_at";
 
 /// Inserts the payment and the job that will charge it in one transaction.
-pub async fn create(db: &Db, payment: &PaymentRow, job: &NewJob) -> Result<(), sqlx::Error> {
+/// Under an Idempotency-Key `claim` they commit only if the claim still holds
+/// the key, together with the record of the payment's id on it; false when it
+/// did not (nothing was written).
+pub async fn create(
+    db: &Db,
+    payment: &PaymentRow,
+    job: &NewJob,
+    claim: Option<&Claim>,
+) -> Result<bool, sqlx::Error> {
     with_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        if let Some(claim) = claim
+            && !crate::record_idempotent_work!(tx, claim, &idempotency::resource(&[payment.id]))?
+        {
+            return Ok(false);
+        }
         sqlx::query(&format!(
             "INSERT INTO payments ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
@@ -47,7 +61,7 @@ pub async fn create(db: &Db, payment: &PaymentRow, job: &NewJob) -> Result<(), s
         crate::enqueue_job!(tx, job)?;
         tx.commit().await?;
     });
-    Ok(())
+    Ok(true)
 }
 
 pub async fn get(db: &Db, coop_id: Uuid, id: Uuid) -> Result<Option<PaymentRow>, sqlx::Error> {
