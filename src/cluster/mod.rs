@@ -41,7 +41,7 @@ pub struct ClusterCli {
 #[derive(Subcommand, Debug)]
 pub enum ClusterCommand {
     /// Start nginx, the instances and the workers, and keep them running (the default).
-    Start(ClusterArgs),
+    Start(Box<ClusterArgs>),
     /// Show the instances, their health and load, and the scaler's last decisions.
     Status(ControlArgs),
     /// Replace every instance and worker, one at a time, without failing a request.
@@ -179,7 +179,7 @@ impl ClusterArgs {
 pub async fn run(cli: ClusterCli) -> anyhow::Result<()> {
     match cli.command {
         None => start(cli.start).await,
-        Some(ClusterCommand::Start(args)) => start(args).await,
+        Some(ClusterCommand::Start(args)) => start(*args).await,
         Some(ClusterCommand::Status(args)) => print_status(&args).await,
         Some(ClusterCommand::Restart(args)) => request_restart(&args).await,
     }
