@@ -68,22 +68,35 @@ REPLAY="$TARGET/examples/replay_trace"
 REV=$(source_rev "$REPO_DIR")
 
 psql -q -d postgres -c "CREATE DATABASE $DB" >/dev/null
-LISTEN="127.0.0.1:$(free_port)"
-CONTROL="127.0.0.1:$(free_port)"
-COOP_LOG=json RUST_LOG=info,sqlx=warn "$COOP" cluster --instances 1 --workers 1 \
-    --instances-max "$MAX_INSTANCES" --instance-cpu "$INSTANCE_CPU" --nginx-workers 1 \
-    --scale-interval "$SCALE_INTERVAL" --scale-up-cooldown "$UP_COOLDOWN" \
-    --scale-down-stabilisation "$DOWN_WINDOW" \
-    --listen "$LISTEN" --control "$CONTROL" --state-dir "$OUT_DIR/cluster" \
-    --database-url "postgres://$PGUSER@$PGHOST:$PGPORT/$DB" --redis-url "$REDIS_URL" \
-    >"$OUT_DIR/cluster.log" 2>&1 &
-PIDS+=("$!")
-wait_http "http://$LISTEN/ready" "$!" "$OUT_DIR/cluster.log"
+# start_cluster [EXTRA...]: a cluster on fresh ports; sets CLUSTER_PID, LISTEN, CONTROL.
+start_cluster() {
+    LISTEN="127.0.0.1:$(free_port)"
+    CONTROL="127.0.0.1:$(free_port)"
+    COOP_LOG=json RUST_LOG=info,sqlx=warn "$COOP" cluster --instances 1 --workers 1 \
+        --instances-max "$MAX_INSTANCES" --instance-cpu "$INSTANCE_CPU" --nginx-workers 1 \
+        --scale-interval "$SCALE_INTERVAL" --scale-up-cooldown "$UP_COOLDOWN" \
+        --scale-down-stabilisation "$DOWN_WINDOW" \
+        --listen "$LISTEN" --control "$CONTROL" --state-dir "$OUT_DIR/cluster" \
+        --database-url "postgres://$PGUSER@$PGHOST:$PGPORT/$DB" --redis-url "$REDIS_URL" \
+        "$@" >>"$OUT_DIR/cluster.log" 2>&1 &
+    CLUSTER_PID=$!
+    PIDS+=("$CLUSTER_PID")
+    wait_http "http://$LISTEN/ready" "$CLUSTER_PID" "$OUT_DIR/cluster.log"
+}
+: >"$OUT_DIR/cluster.log"
 
+# Seeding with the scaler off: its load would otherwise scale the cluster up
+# (and the replay should start from one instance).
 log "seeding $FAMILIES families"
+start_cluster --no-autoscale
 timeout 600 python3 "$BENCH_DIR/seed.py" --base "http://$LISTEN" --families "$FAMILIES" \
     --threads 4 --ids-out "$OUT_DIR/ids.txt" --cookie-out "$OUT_DIR/cookie.txt" >&2
-# Let the scaler settle back to one instance after the seeding load.
+stop_pid "$CLUSTER_PID"
+forget_pid "$CLUSTER_PID"
+start_cluster
+# Every id read once, so caches hold what a long-running deployment's would.
+wrk -t1 -c8 -d5s -s "$BENCH_DIR/sweep_family.lua" "http://$LISTEN" -- \
+    "$OUT_DIR/ids.txt" "$(<"$OUT_DIR/cookie.txt")" >/dev/null 2>&1 || true
 sleep "$(( $(secs "$DOWN_WINDOW") + 5 ))"
 
 log "replaying $TRACE seconds $FROM..$TO at ${SPEED}x"

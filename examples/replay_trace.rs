@@ -96,6 +96,8 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut next_row = args.interval;
     let mut owed = 0.0;
+    // When the newest serve decision was made (so each is reported once).
+    let mut last_decision: Option<f64> = None;
     let mut last = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     eprintln!(
@@ -152,7 +154,13 @@ async fn main() -> anyhow::Result<()> {
         if elapsed >= next_row {
             let done = std::mem::take(&mut *current.lock().unwrap());
             let status = cluster_status(&http, &args.control).await;
-            rows.push(row(elapsed, args.interval, done, status.as_ref()));
+            rows.push(row(
+                elapsed,
+                args.interval,
+                done,
+                status.as_ref(),
+                &mut last_decision,
+            ));
             if let Some(r) = rows.last() {
                 eprintln!(
                     "t={:>5.0}s offered={:>6.0}/s served={:>6.0}/s p95={:>7} instances={:?} decision={:?}",
@@ -201,7 +209,16 @@ async fn cluster_status(http: &reqwest::Client, control: &str) -> Option<Value> 
         .ok()
 }
 
-fn row(at: f64, interval: f64, mut done: Interval, status: Option<&Value>) -> TimelineRow {
+/// One timeline row. `instances` and `desired` follow `coop simulate`: the
+/// count the scaler saw and what it decided, from the newest decision not yet
+/// reported (none in this interval: the cluster's current count, no decision).
+fn row(
+    at: f64,
+    interval: f64,
+    mut done: Interval,
+    status: Option<&Value>,
+    last_decision: &mut Option<f64>,
+) -> TimelineRow {
     done.latencies.sort_by(f64::total_cmp);
     let p95 = (!done.latencies.is_empty()).then(|| {
         let rank = ((done.latencies.len() as f64) * 0.95).ceil() as usize;
@@ -219,20 +236,23 @@ fn row(at: f64, interval: f64, mut done: Interval, status: Option<&Value>) -> Ti
         .collect();
     let decision = status
         .and_then(|s| s["decisions"].as_array())
-        .and_then(|d| d.iter().find(|d| d["pool"] == "serve"));
+        .and_then(|d| d.iter().find(|d| d["pool"] == "serve"))
+        .filter(|d| d["at"].as_f64() != *last_decision);
+    if let Some(d) = decision {
+        *last_decision = d["at"].as_f64();
+    }
+    let count = |v: &Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
     TimelineRow {
         seconds: at,
         offered_rps: Some(done.offered as f64 / interval),
         served_rps: Some(done.served as f64 / interval),
-        instances: status
-            .and_then(|s| s["desired"]["instances"].as_u64())
-            .and_then(|n| u32::try_from(n).ok()),
+        instances: decision
+            .and_then(|d| count(&d["current"]))
+            .or_else(|| status.and_then(|s| count(&s["desired"]["instances"]))),
         ready_instances: status.map(|_| running.len() as u32),
         cpu: (!cpus.is_empty()).then(|| cpus.iter().sum::<f64>() / cpus.len() as f64),
         p95_seconds: p95,
-        desired: decision
-            .and_then(|d| d["desired"].as_u64())
-            .and_then(|n| u32::try_from(n).ok()),
+        desired: decision.and_then(|d| count(&d["desired"])),
         decision: decision.and_then(|d| d["reason"]["kind"].as_str().map(str::to_owned)),
     }
 }
