@@ -107,7 +107,34 @@ log "replaying $TRACE seconds $FROM..$TO at ${SPEED}x"
     --title "coop cluster replaying month 15, 08:00-24:00, ${SPEED}x faster; instances capped at $INSTANCE_CPU CPU (commit $REV)" \
     2>&1 | tee "$OUT_DIR/replay.txt" >&2
 
-"$COOP" simulate --render "$OUT_DIR/timeline.csv" --out "$BENCH_DIR/autoscale-replay.svg" >&2
-curl -s "http://$CONTROL/metrics" | grep '^autoscaler_decisions_total' >"$OUT_DIR/decisions.txt" || true
-log "chart: bench/autoscale-replay.svg; decisions:"
-cat "$OUT_DIR/decisions.txt" >&2
+"$COOP" simulate --render "$OUT_DIR/timeline.csv" --out "$BENCH_DIR/autoscale-replay.svg" \
+    | tee "$OUT_DIR/summary.txt" >&2
+curl -s "http://$CONTROL/metrics" | grep '^autoscaler_decisions_total{pool="serve"' \
+    >"$OUT_DIR/decisions.txt" || true
+write_section() {
+    echo "## Auto-scaler: a slice of the growth trace against a real cluster"
+    echo
+    echo "Measured $(date -u '+%Y-%m-%d %H:%M') UTC with \`bench/replay.sh\`, commit $REV."
+    echo
+    echo "\`coop cluster\` (auto-scaler on, instances capped at $INSTANCE_CPU CPU, 1 to $MAX_INSTANCES"
+    echo "instances, decisions every $SCALE_INTERVAL, scale-up cooldown $UP_COOLDOWN, scale-down window"
+    echo "$DOWN_WINDOW: the default periods shortened with the trace) replaying \`$(basename "$TRACE")\`"
+    echo "seconds $FROM to $TO (month 15, 08:00 to 24:00: the enrollment-day spike at 10:00 and the"
+    echo "evening peak) ${SPEED}× faster, rates ×$RATE_SCALE, open loop (examples/replay_trace.rs:"
+    echo "requests start on schedule whatever the answers; beyond 1,024 in flight they count as failed)."
+    echo
+    echo "![replay](autoscale-replay.svg)"
+    echo
+    echo '```'
+    cat "$OUT_DIR/summary.txt"
+    echo '```'
+    echo
+    echo "Decisions of the serve pool over the run (\`autoscaler_decisions_total\`):"
+    echo
+    echo '```'
+    sed 's/^autoscaler_decisions_total//' "$OUT_DIR/decisions.txt"
+    echo '```'
+}
+write_section >"$OUT_DIR/section.md"
+results_put_section "${BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}" "bench/replay.sh" "$OUT_DIR/section.md"
+log "chart: bench/autoscale-replay.svg; results: bench/RESULTS.md"

@@ -95,6 +95,15 @@ impl Member {
                 .arg("worker")
                 .env("COOP_WORKER_LISTEN", address.to_string()),
         };
+        if let (Role::Instance, Some(cpus)) = (role, spec.cpu_cap) {
+            // A server with a quarter of a CPU runs one worker thread, not one
+            // per core of the host: more threads than CPU only contend for the
+            // quota and stall together when it runs out.
+            command.env(
+                "TOKIO_WORKER_THREADS",
+                (cpus.ceil() as u32).max(1).to_string(),
+            );
+        }
         command
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env("COOP_INSTANCE_ID", format!("{}-{name}", spec.cluster_name))
