@@ -20,10 +20,14 @@
 #   4. the median of the rounds per N goes into bench/RESULTS.md.
 #
 # Environment (all optional):
+#   MIX=read           read: GET /api/v1/families/{id} (cached, cheap per request);
+#                      login: POST /api/v1/auth/login (argon2id, ~20 ms of CPU per
+#                      request, so the instances, not nginx or wrk, are the limit).
+#                      Each mix writes its own section of bench/RESULTS.md.
 #   INSTANCE_CPU=0.25  CPUs per instance
 #   COUNTS="1 2 4"     instance counts measured
 #   ROUNDS=3           rounds (medians are reported)
-#   DURATION=15s WARMUP=3s CONNS=64 FAMILIES=10000 NGINX_WORKERS=1
+#   DURATION=15s WARMUP=3s CONNS=64 WRK_THREADS=2 FAMILIES=10000 NGINX_WORKERS=1
 #   SKIP_BUILD=1       use the existing release binary
 #   BENCH_RESULTS=FILE write the results there instead of bench/RESULTS.md
 #
@@ -39,12 +43,22 @@ RESULTS="${BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}"
 # shellcheck source=bench/lib.sh
 source "$BENCH_DIR/lib.sh"
 
+MIX="${MIX:-read}"
+[[ "$MIX" == read || "$MIX" == login ]] || die "MIX must be read or login"
 INSTANCE_CPU="${INSTANCE_CPU:-0.25}"
 COUNTS="${COUNTS:-1 2 4}"
 ROUNDS="${ROUNDS:-3}"
-DURATION="${DURATION:-15s}"
+DURATION="${DURATION:-$([[ "${MIX:-read}" == login ]] && echo 20s || echo 15s)}"
 WARMUP="${WARMUP:-3s}"
-CONNS="${CONNS:-64}"
+if [[ "$MIX" == login ]]; then
+    # Enough to keep four instances busy without queueing seconds-long waits
+    # on one (wrk counts an answer after 2 s as a timeout).
+    CONNS="${CONNS:-8}"
+    WRK_THREADS="${WRK_THREADS:-1}"
+else
+    CONNS="${CONNS:-64}"
+    WRK_THREADS="${WRK_THREADS:-2}"
+fi
 FAMILIES="${FAMILIES:-10000}"
 NGINX_WORKERS="${NGINX_WORKERS:-1}"
 PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
@@ -114,7 +128,10 @@ stop_cluster() {
 log "seeding $FAMILIES families"
 start_cluster 1
 timeout 1200 python3 "$BENCH_DIR/seed.py" --base "http://$LISTEN" --families "$FAMILIES" \
-    --threads 8 --ids-out "$OUT_DIR/ids.txt" --cookie-out "$OUT_DIR/cookie.txt" >&2
+    --threads 8 --ids-out "$OUT_DIR/ids.txt" --cookie-out "$OUT_DIR/cookie.txt" 2>&1 \
+    | tee "$OUT_DIR/seed.txt" >&2
+EMAIL=$(sed -n 's/.*coordinator \(bench-[^ ]*@example\.org\).*/\1/p' "$OUT_DIR/seed.txt")
+[[ -n "$EMAIL" ]] || die "no coordinator email in the seeding output"
 stop_cluster
 psql -q -d "$DB" -c "VACUUM ANALYZE" >/dev/null
 COOKIE=$(<"$OUT_DIR/cookie.txt")
@@ -123,15 +140,25 @@ COOKIE=$(<"$OUT_DIR/cookie.txt")
 measure() {
     local n=$1 round=$2 prefix="$OUT_DIR/wrk-$1-$2"
     start_cluster "$n"
-    # Every id read once, so caches hold what a long-running deployment's would.
-    wrk -t2 -c"$CONNS" -d"$(( FAMILIES / 2000 + 3 ))s" -s "$BENCH_DIR/sweep_family.lua" \
-        "http://$LISTEN" -- "$OUT_DIR/ids.txt" "$COOKIE" >"$prefix-sweep.txt" 2>&1 || true
-    wrk -t2 -c"$CONNS" -d"$WARMUP" -s "$BENCH_DIR/get_family.lua" \
-        "http://$LISTEN" -- "$OUT_DIR/ids.txt" "$COOKIE" >"$prefix-warmup.txt" 2>&1
+    local script args timeout=2s
+    if [[ "$MIX" == login ]]; then
+        # A login waits its turn for the argon2 CPU: give it 10 s, not wrk's 2 s.
+        timeout=10s
+        script="$BENCH_DIR/login.lua"
+        args=("$EMAIL" "bench-password-123")
+    else
+        script="$BENCH_DIR/get_family.lua"
+        args=("$OUT_DIR/ids.txt" "$COOKIE")
+        # Every id read once, so caches hold what a long-running deployment's would.
+        wrk -t"$WRK_THREADS" -c"$CONNS" -d"$(( FAMILIES / 2000 + 3 ))s" -s "$BENCH_DIR/sweep_family.lua" \
+            "http://$LISTEN" -- "$OUT_DIR/ids.txt" "$COOKIE" >"$prefix-sweep.txt" 2>&1 || true
+    fi
+    wrk -t"$WRK_THREADS" -c"$CONNS" -d"$WARMUP" -s "$script" \
+        "http://$LISTEN" -- "${args[@]}" >"$prefix-warmup.txt" 2>&1
     local before after
     before=$(curl -s "http://$CONTROL/status")
-    wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$BENCH_DIR/get_family.lua" \
-        "http://$LISTEN" -- "$OUT_DIR/ids.txt" "$COOKIE" >"$prefix.txt" 2>&1
+    wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --timeout "$timeout" --latency -s "$script" \
+        "http://$LISTEN" -- "${args[@]}" >"$prefix.txt" 2>&1
     after=$(curl -s "http://$CONTROL/status")
     local summary throttled
     summary=$(wrk_summary "$prefix.txt") || die "incomplete wrk output in $prefix.txt"
@@ -161,9 +188,12 @@ done
 # ------------------------------------------------------------------ report ----
 SECTION="$OUT_DIR/section.md"
 python3 - "$OUT_DIR/runs.txt" "$INSTANCE_CPU" "$REV" "$DURATION" "$CONNS" "$FAMILIES" \
-    "$ROUNDS" "$NGINX_WORKERS" "$(nproc)" "$WARMUP" >"$SECTION" <<'EOF'
+    "$ROUNDS" "$NGINX_WORKERS" "$(nproc)" "$WARMUP" "$WRK_THREADS" "$MIX" >"$SECTION" <<'EOF'
 import statistics, sys, time
-runs_file, cpu, rev, duration, conns, families, rounds, nginx_workers, ncpu, warmup = sys.argv[1:]
+runs_file, cpu, rev, duration, conns, families, rounds, nginx_workers, ncpu, warmup, wrk_threads, mix = sys.argv[1:]
+what = ("`GET /api/v1/families/{id}` with random ids and the coordinator's session cookie (cached reads)"
+        if mix == "read" else
+        "`POST /api/v1/auth/login` with the seeded coordinator's credentials (an argon2id verification each)")
 runs = {}
 errors = 0
 for line in open(runs_file):
@@ -172,9 +202,9 @@ for line in open(runs_file):
     errors += int(sock) + int(non2xx)
 med = {n: tuple(statistics.median(r[i] for r in rs) for i in range(4)) for n, rs in runs.items()}
 one = med[min(med)][0]
-print("## Scale-out: instances capped at %s CPU behind nginx (`coop cluster`)" % cpu)
+print("## Scale-out (%s): instances capped at %s CPU behind nginx (`coop cluster`)" % ("cached reads" if mix == "read" else "logins", cpu))
 print()
-print("Measured %s UTC with `bench/scale.sh`, commit %s." % (time.strftime("%Y-%m-%d %H:%M", time.gmtime()), rev))
+print("Measured %s UTC with `MIX=%s bench/scale.sh`, commit %s." % (time.strftime("%Y-%m-%d %H:%M", time.gmtime()), mix, rev))
 print()
 print("| instances | requests/s (median) | runs | p50 ms | p99 ms | efficiency rps(N) / (N × rps(1)) | instances' CPU throttled, s per run |")
 print("|---:|---:|---|---:|---:|---:|---:|")
@@ -189,15 +219,18 @@ if eff4 is not None:
 print()
 print("Errors (socket errors + non-2xx) over all runs: %d." % errors)
 print()
-print("Each run: a fresh `coop cluster --no-autoscale --instances N --instance-cpu %s` (PostgreSQL + Redis, "
-      "nginx with %s worker), every one of the %s seeded ids read once through it, %s warm-up, then wrk "
-      "(2 threads, %s connections, %s) reading `GET /api/v1/families/{id}` with random ids and the "
-      "coordinator's session cookie through nginx. %s rounds, the order of N rotated per round; the table "
+print(("Each run: a fresh `coop cluster --no-autoscale --instances N --instance-cpu %s` (PostgreSQL + Redis, "
+      "nginx with %s worker), %s seeded families (for reads, each read once through it first), %s warm-up, then wrk "
+      "(%s threads, %s connections, %s) sending " + what + " through nginx. %s rounds, the order of N rotated per round; the table "
       "gives medians. The machine has %s CPUs: N × %s CPU of instances plus nginx, wrk, PostgreSQL and Redis "
-      "share them, so the throttled column shows whether the instances' caps (and not the rest) were the limit."
-      % (cpu, nginx_workers, families, warmup, conns, duration, rounds, ncpu, cpu))
+      "share them, so the throttled column shows whether the instances' caps (and not the rest) were the limit.")
+      % (cpu, nginx_workers, families, warmup, wrk_threads, conns, duration, rounds, ncpu, cpu))
 EOF
 cat "$SECTION" >&2
-results_put_section "$RESULTS" "bench/scale.sh" "$SECTION"
+if [[ "$MIX" == read ]]; then
+    results_put_section "$RESULTS" "bench/scale.sh" "$SECTION"
+else
+    results_put_section "$RESULTS" "bench/scale.sh:$MIX" "$SECTION"
+fi
 log "results written to $RESULTS"
 [[ $(awk '{s += $6 + $7} END {print s + 0}' "$OUT_DIR/runs.txt") == 0 ]] || die "some runs saw errors"
