@@ -417,25 +417,7 @@ impl Cluster {
     /// Probes every running member; returns the ids of those that exited or
     /// failed `HEALTH_FAILURES` probes in a row.
     async fn check_health(&self) -> Vec<u32> {
-        let probes: Vec<(u32, SocketAddr)> = self
-            .members
-            .lock()
-            .expect("members")
-            .iter()
-            .filter(|m| m.state == State::Running)
-            .map(|m| (m.id, m.address))
-            .collect();
-        let results = futures_util::future::join_all(probes.iter().map(|(_, address)| {
-            let url = format!("http://{address}/health");
-            let http = self.http.clone();
-            async move {
-                matches!(
-                    tokio::time::timeout(Duration::from_secs(1), http.get(url).send()).await,
-                    Ok(Ok(r)) if r.status().is_success()
-                )
-            }
-        }))
-        .await;
+        let probes = self.get_running("/health", Duration::from_secs(1)).await;
         let mut members = self.members.lock().expect("members");
         let mut dead = Vec::new();
         for member in members.iter_mut() {
@@ -444,10 +426,10 @@ impl Cluster {
                 dead.push(member.id);
                 continue;
             }
-            let Some(index) = probes.iter().position(|(id, _)| *id == member.id) else {
+            let Some((_, answer)) = probes.iter().find(|(id, _)| *id == member.id) else {
                 continue;
             };
-            if results[index] {
+            if answer.is_some() {
                 member.healthy = true;
                 member.health_failures = 0;
             } else {
@@ -555,8 +537,10 @@ impl Cluster {
         }
     }
 
-    /// Scrapes every running member and returns the pools' signals.
-    async fn observe(&self) -> PoolReadings {
+    /// `GET path` on every running member at once: (member id, body of a 2xx
+    /// answer within `timeout`, else None). The members lock is not held
+    /// across the requests.
+    async fn get_running(&self, path: &str, timeout: Duration) -> Vec<(u32, Option<String>)> {
         let targets: Vec<(u32, SocketAddr)> = self
             .members
             .lock()
@@ -565,27 +549,39 @@ impl Cluster {
             .filter(|m| m.state == State::Running)
             .map(|m| (m.id, m.address))
             .collect();
-        let texts = futures_util::future::join_all(targets.iter().map(|(_, address)| {
-            let url = format!("http://{address}/metrics");
-            let http = self.http.clone();
+        let answers = futures_util::future::join_all(targets.iter().map(|(_, address)| {
+            let request = self.http.get(format!("http://{address}{path}"));
             async move {
-                match http.get(url).send().await {
-                    Ok(r) if r.status().is_success() => r.text().await.ok(),
-                    _ => None,
+                let response = tokio::time::timeout(timeout, request.send())
+                    .await
+                    .ok()?
+                    .ok()?;
+                if !response.status().is_success() {
+                    return None;
                 }
+                tokio::time::timeout(timeout, response.text())
+                    .await
+                    .ok()?
+                    .ok()
             }
         }))
         .await;
+        targets.into_iter().map(|(id, _)| id).zip(answers).collect()
+    }
+
+    /// Scrapes every running member and returns the pools' signals.
+    async fn observe(&self) -> PoolReadings {
+        let scrapes = self.get_running("/metrics", Duration::from_secs(2)).await;
         let mut members = self.members.lock().expect("members");
         let mut latency = LatencyHistogram::default();
         let mut cpu = Vec::new();
         let mut ready_jobs: Option<f64> = None;
         let mut workers = 0u32;
         for member in members.iter_mut() {
-            let Some(index) = targets.iter().position(|(id, _)| *id == member.id) else {
+            let Some((_, text)) = scrapes.iter().find(|(id, _)| *id == member.id) else {
                 continue;
             };
-            let delta = member.observe(texts[index].as_deref());
+            let delta = member.observe(text.as_deref());
             match member.role {
                 Role::Instance => {
                     if let Some(delta) = delta {

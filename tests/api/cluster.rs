@@ -301,6 +301,42 @@ async fn steady_load(
         .unwrap()
 }
 
+/// A `steady_load` running in the background through the cluster's nginx.
+struct Load {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<LoadReport>,
+}
+
+impl Load {
+    fn start(
+        cluster: &TestCluster,
+        session: &str,
+        family_id: &str,
+        readers: usize,
+        writers: usize,
+        pause: Duration,
+    ) -> Self {
+        let (stop, stop_rx) = watch::channel(false);
+        let endpoint = Endpoint {
+            address: cluster.endpoint.address.clone(),
+            http: client(),
+        };
+        let (session, family_id) = (session.to_owned(), family_id.to_owned());
+        let task = tokio::spawn(async move {
+            steady_load(
+                &endpoint, &session, &family_id, readers, writers, pause, stop_rx,
+            )
+            .await
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> LoadReport {
+        self.stop.send(true).unwrap();
+        self.task.await.expect("load task")
+    }
+}
+
 /// Checks that every POST ended 201 and made exactly one family.
 async fn assert_posts_exactly_once(cluster: &TestCluster, report: &LoadReport) {
     let failed: Vec<_> = report
@@ -345,26 +381,7 @@ async fn coordinator_and_family(cluster: &TestCluster) -> (String, String) {
 async fn an_instance_killed_under_load_fails_no_request_and_loses_no_post() {
     let cluster = TestCluster::start(3, &["--no-autoscale"]).await;
     let (session, family_id) = coordinator_and_family(&cluster).await;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let load = {
-        let endpoint = Endpoint {
-            address: cluster.endpoint.address.clone(),
-            http: client(),
-        };
-        let (session, family_id) = (session.clone(), family_id.clone());
-        tokio::spawn(async move {
-            steady_load(
-                &endpoint,
-                &session,
-                &family_id,
-                8,
-                4,
-                Duration::ZERO,
-                stop_rx,
-            )
-            .await
-        })
-    };
+    let load = Load::start(&cluster, &session, &family_id, 8, 4, Duration::ZERO);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let before = cluster.status().await.expect("status");
@@ -383,8 +400,7 @@ async fn an_instance_killed_under_load_fails_no_request_and_loses_no_post() {
         })
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop_tx.send(true).unwrap();
-    let report = load.await.unwrap();
+    let report = load.stop().await;
 
     assert!(report.gets > 200, "the load made only {} GETs", report.gets);
     assert!(
@@ -412,25 +428,7 @@ async fn a_rolling_restart_under_load_fails_no_request() {
     let cluster = TestCluster::start(3, &["--no-autoscale"]).await;
     let (session, family_id) = coordinator_and_family(&cluster).await;
     let before = cluster.status().await.expect("status");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let load = {
-        let endpoint = Endpoint {
-            address: cluster.endpoint.address.clone(),
-            http: client(),
-        };
-        tokio::spawn(async move {
-            steady_load(
-                &endpoint,
-                &session,
-                &family_id,
-                8,
-                2,
-                Duration::ZERO,
-                stop_rx,
-            )
-            .await
-        })
-    };
+    let load = Load::start(&cluster, &session, &family_id, 8, 2, Duration::ZERO);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Black-box: the operator's command, against the running cluster.
@@ -447,8 +445,7 @@ async fn a_rolling_restart_under_load_fails_no_request() {
         cluster.log_tail()
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop_tx.send(true).unwrap();
-    let report = load.await.unwrap();
+    let report = load.stop().await;
 
     let after = cluster.status().await.expect("status");
     let (old, new) = (pids(&before, "instances"), pids(&after, "instances"));
@@ -557,26 +554,7 @@ async fn rising_load_adds_an_instance_and_falling_load_drains_one() {
     .await;
     let (session, family_id) = coordinator_and_family(&cluster).await;
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let heavy = {
-        let endpoint = Endpoint {
-            address: cluster.endpoint.address.clone(),
-            http: client(),
-        };
-        let (session, family_id) = (session.clone(), family_id.clone());
-        tokio::spawn(async move {
-            steady_load(
-                &endpoint,
-                &session,
-                &family_id,
-                16,
-                0,
-                Duration::ZERO,
-                stop_rx,
-            )
-            .await
-        })
-    };
+    let heavy = Load::start(&cluster, &session, &family_id, 16, 0, Duration::ZERO);
     let scaled_up = cluster
         .wait_for(
             "a second instance under load",
@@ -584,8 +562,7 @@ async fn rising_load_adds_an_instance_and_falling_load_drains_one() {
             |s| running(s, "instances").len() == 2,
         )
         .await;
-    stop_tx.send(true).unwrap();
-    let heavy = heavy.await.unwrap();
+    let heavy = heavy.stop().await;
     assert!(
         heavy.get_failures.is_empty(),
         "{:?}",
@@ -593,25 +570,14 @@ async fn rising_load_adds_an_instance_and_falling_load_drains_one() {
     );
 
     // A trickle of reads goes on while the scaler drains the extra instance.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let light = {
-        let endpoint = Endpoint {
-            address: cluster.endpoint.address.clone(),
-            http: client(),
-        };
-        tokio::spawn(async move {
-            steady_load(
-                &endpoint,
-                &session,
-                &family_id,
-                1,
-                0,
-                Duration::from_millis(50),
-                stop_rx,
-            )
-            .await
-        })
-    };
+    let light = Load::start(
+        &cluster,
+        &session,
+        &family_id,
+        1,
+        0,
+        Duration::from_millis(50),
+    );
     let scaled_down = cluster
         .wait_for(
             "the extra instance to be drained",
@@ -619,8 +585,7 @@ async fn rising_load_adds_an_instance_and_falling_load_drains_one() {
             |s| s["instances"].as_array().is_some_and(|a| a.len() == 1),
         )
         .await;
-    stop_tx.send(true).unwrap();
-    let light = light.await.unwrap();
+    let light = light.stop().await;
     assert!(light.get_failures.is_empty(), "{:?}", light.get_failures);
 
     let decisions = scaled_down["decisions"].as_array().unwrap();
