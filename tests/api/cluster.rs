@@ -163,6 +163,18 @@ struct LoadReport {
     post_retries_transport: u64,
 }
 
+impl LoadReport {
+    fn assert_no_failed_gets(&self) {
+        assert!(
+            self.get_failures.is_empty(),
+            "{} of {} GETs failed, the first ones: {:?}",
+            self.get_failures.len(),
+            self.gets,
+            &self.get_failures[..self.get_failures.len().min(10)]
+        );
+    }
+}
+
 /// True for the one transport failure HTTP lets a client retry an idempotent
 /// request on (RFC 9112 §9.3.1): the server closed a kept-alive connection
 /// before sending any response. nginx closes its idle client connections on
@@ -403,13 +415,7 @@ async fn an_instance_killed_under_load_fails_no_request_and_loses_no_post() {
     let report = load.stop().await;
 
     assert!(report.gets > 200, "the load made only {} GETs", report.gets);
-    assert!(
-        report.get_failures.is_empty(),
-        "{} of {} GETs failed: {:?}",
-        report.get_failures.len(),
-        report.gets,
-        &report.get_failures[..report.get_failures.len().min(10)]
-    );
+    report.assert_no_failed_gets();
     assert!(report.posts.len() > 20, "only {} POSTs", report.posts.len());
     assert_posts_exactly_once(&cluster, &report).await;
     eprintln!(
@@ -458,13 +464,7 @@ async fn a_rolling_restart_under_load_fails_no_request() {
         pids(&after, "workers") != pids(&before, "workers"),
         "the worker was not replaced"
     );
-    assert!(
-        report.get_failures.is_empty(),
-        "{} of {} GETs failed: {:?}",
-        report.get_failures.len(),
-        report.gets,
-        &report.get_failures[..report.get_failures.len().min(10)]
-    );
+    report.assert_no_failed_gets();
     assert_posts_exactly_once(&cluster, &report).await;
     eprintln!(
         "rolling restart: {}; {} GETs and {} POSTs, none failed; resent after nginx closed an idle connection: {} GETs, {} POSTs",
@@ -563,11 +563,7 @@ async fn rising_load_adds_an_instance_and_falling_load_drains_one() {
         )
         .await;
     let heavy = heavy.stop().await;
-    assert!(
-        heavy.get_failures.is_empty(),
-        "{:?}",
-        &heavy.get_failures[..heavy.get_failures.len().min(10)]
-    );
+    heavy.assert_no_failed_gets();
 
     // A trickle of reads goes on while the scaler drains the extra instance.
     let light = Load::start(
@@ -586,7 +582,7 @@ async fn rising_load_adds_an_instance_and_falling_load_drains_one() {
         )
         .await;
     let light = light.stop().await;
-    assert!(light.get_failures.is_empty(), "{:?}", light.get_failures);
+    light.assert_no_failed_gets();
 
     let decisions = scaled_down["decisions"].as_array().unwrap();
     let serve: Vec<&Value> = decisions.iter().filter(|d| d["pool"] == "serve").collect();
