@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use coop::autoscale::sim::{TimelineMeta, TimelineRow, Trace, write_timeline};
+use coop_ops::autoscale::timeline::{TimelineMeta, TimelineRow, write_timeline};
+use coop_ops::autoscale::trace::Trace;
 use rand::Rng;
 use serde_json::Value;
 

@@ -1,3 +1,7 @@
+//! `coop`: the one binary. Serving HTTP, running background jobs, migrating,
+//! and the operations tools are subcommands of the same executable; only the
+//! configuration differs between a laptop and many machines.
+
 use clap::{Parser, Subcommand};
 
 /// A request allocates and frees many small buffers (headers, JSON, labels);
@@ -6,10 +10,11 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use coop::config::Config;
-use coop::startup::{Application, run_worker, shutdown_signal};
-use coop::store::Db;
-use coop::telemetry;
+use coop_runtime::shutdown_signal;
+use coop_runtime::telemetry::{self, LogFormat};
+use coop_web::config::Config;
+use coop_web::knobs::TestKnobs;
+use coop_web::startup::{Application, migrate, run_worker};
 
 /// Coop: the co-op platform. With no command, serves HTTP.
 #[derive(Parser)]
@@ -30,10 +35,10 @@ enum Command {
     /// Run background jobs (email, calendar, payments) until SIGTERM.
     Worker(Config),
     /// Run nginx, instances and workers on this host, with an auto-scaler.
-    Cluster(coop::cluster::ClusterCli),
+    Cluster(coop_ops::ClusterCli),
     /// Replay a traffic trace through the auto-scaler against a capacity model,
     /// and chart it.
-    Simulate(coop::autoscale::sim::SimulateArgs),
+    Simulate(coop_ops::SimulateArgs),
 }
 
 #[tokio::main]
@@ -42,16 +47,21 @@ async fn main() {
     let result = match cli.command {
         None => serve(cli.config).await,
         Some(Command::Serve(config)) => serve(config).await,
-        Some(Command::Migrate(config)) => migrate(config).await,
+        Some(Command::Migrate(config)) => {
+            telemetry::init(config.http.log);
+            migrate(&config)
+                .await
+                .map(|backend| tracing::info!(backend, "migrations applied"))
+        }
         Some(Command::Worker(config)) => {
-            telemetry::init(config.log);
+            telemetry::init(config.http.log);
             run_worker(config, shutdown_signal()).await
         }
         Some(Command::Cluster(cli)) => {
-            telemetry::init(coop::config::LogFormat::Pretty);
-            coop::cluster::run(cli).await
+            telemetry::init(LogFormat::Pretty);
+            coop_ops::run_cluster(cli).await
         }
-        Some(Command::Simulate(args)) => coop::autoscale::sim::run(args),
+        Some(Command::Simulate(args)) => coop_ops::run_simulate(args),
     };
     if let Err(err) = result {
         eprintln!("coop: {err:#}");
@@ -60,10 +70,10 @@ async fn main() {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    telemetry::init(config.log);
+    telemetry::init(config.http.log);
     let shutdown = shutdown_signal();
     let tier = config.tier();
-    let app = Application::build(config).await?;
+    let app = Application::build_with(config, knobs()?).await?;
     tracing::info!(
         address = %app.address(),
         instance = %app.state().instance_id,
@@ -74,10 +84,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     app.run_until_stopped(shutdown).await
 }
 
-async fn migrate(config: Config) -> anyhow::Result<()> {
-    telemetry::init(config.log);
-    let db = Db::connect(&config).await?;
-    db.migrate().await?;
-    tracing::info!(backend = db.backend(), "migrations applied");
-    Ok(())
+/// Fault injection and benchmark variants, from the environment, only in a
+/// build for tests and benchmarks (`--features test-knobs`).
+fn knobs() -> anyhow::Result<TestKnobs> {
+    #[cfg(feature = "test-knobs")]
+    {
+        TestKnobs::from_env().map_err(anyhow::Error::msg)
+    }
+    #[cfg(not(feature = "test-knobs"))]
+    {
+        Ok(TestKnobs::default())
+    }
 }

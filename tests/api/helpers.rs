@@ -6,8 +6,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Parser;
-use coop::config::Config;
-use coop::startup::Application;
+use coop_web::config::Config;
+use coop_web::knobs::TestKnobs;
+use coop_web::startup::Application;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -185,8 +186,9 @@ pub async fn spawn_app_on(backing: std::sync::Arc<Backing>, extra: &[&str]) -> T
     let mut args = vec!["--listen".to_owned(), "127.0.0.1:0".to_owned()];
     args.extend(backing.args());
     args.extend(extra.iter().map(|s| s.to_string()));
+    let (args, knobs) = split_knobs(args);
     let config = config_from(&args);
-    let app = Application::build(config)
+    let app = Application::build_with(config, knobs)
         .await
         .expect("application builds");
     let address = format!("http://{}", app.address());
@@ -202,6 +204,48 @@ pub async fn spawn_app_on(backing: std::sync::Arc<Backing>, extra: &[&str]) -> T
         _backing: backing,
         stop: Some(stop),
         server: Some(server),
+    }
+}
+
+/// Fault injection is not configuration (see `coop_web::knobs`): tests still
+/// write it as flags (`--cache-fill-delay 400ms`, `--idempotency-save-delay
+/// 3s`), taken out here and handed to the application as its test knobs.
+fn split_knobs(args: Vec<String>) -> (Vec<String>, TestKnobs) {
+    let mut knobs = TestKnobs::default();
+    let mut rest = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let mut duration = || {
+            let value = args.next().expect("a value after a knob flag");
+            coop_runtime::values::parse_duration(&value).expect("a duration")
+        };
+        match arg.as_str() {
+            "--cache-fill-delay" => knobs.cache_fill_delay = duration(),
+            "--idempotency-save-delay" => knobs.idempotency_save_delay = duration(),
+            _ => rest.push(arg),
+        }
+    }
+    (rest, knobs)
+}
+
+/// Polls `check` every 50 ms until it gives `Some`, and returns that; fails
+/// the test, naming `what`, after `within`. Tests wait for conditions, never
+/// for fixed times.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < within,
+            "waited {within:?} for {what}, in vain"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

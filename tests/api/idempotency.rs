@@ -296,7 +296,7 @@ fn now_ms() -> i64 {
 
 /// The request hash the app stores for a POST of `body` (as `Req::json` sends it).
 fn hash_of(path: &str, body: &serde_json::Value) -> String {
-    coop::http::idempotency::fingerprint(
+    coop_web::http::idempotency::fingerprint(
         &axum::http::Method::POST,
         &path.parse().unwrap(),
         &serde_json::to_vec(body).unwrap(),
@@ -668,17 +668,18 @@ async fn a_post_whose_instance_is_killed_after_commit_is_answered_by_another() {
 /// (a takeover gave the key a new owner) writes nothing at all; under the
 /// current owner it commits and records on the key what it created.
 async fn work_under_a_lost_claim_cannot_commit(tier: Tier) {
-    use coop::domain::{Email, Name, PasswordHash};
-    use coop::store::idempotency::Claim;
-    use coop::store::{coops, families, payments};
+    use coop_domain::{Email, Name, PasswordHash, PaymentState};
+    use coop_mechanisms::store::idempotency::Claim;
+    use coop_mechanisms::store::{coops, families, payments};
 
     let backing = Backing::new(tier).await;
     let app = spawn_app_on(backing.clone(), &[]).await;
     let raw = Raw::open(&backing).await;
     let c = app.coordinator().await;
-    let db = coop::store::Db::connect(&crate::helpers::config_from(&backing.args()))
-        .await
-        .expect("connect");
+    let db =
+        coop_mechanisms::store::Db::connect(&crate::helpers::config_from(&backing.args()).database)
+            .await
+            .expect("connect");
     let coop_id = uuid::Uuid::parse_str(&c.coop_id).unwrap();
     let (coops_before, jobs_before) = (raw.count("coops").await, raw.count("jobs").await);
     let scope = scope_of(&c);
@@ -697,7 +698,8 @@ async fn work_under_a_lost_claim_cannot_commit(tier: Tier) {
         email: &email,
         enrollment_date: time::OffsetDateTime::now_utc().date(),
     };
-    let jobs_for = |row: &families::FamilyRow| coop::jobs::enrollment_jobs(row.coop_id, row.id, 3);
+    let jobs_for =
+        |row: &families::FamilyRow| coop_services::jobs::enrollment_jobs(row.coop_id, row.id, 3);
     let enrolled = families::insert(&db, coop_id, &fields, jobs_for, Some(&lost))
         .await
         .expect("no database error");
@@ -710,13 +712,13 @@ async fn work_under_a_lost_claim_cannot_commit(tier: Tier) {
         amount_cents: 100,
         currency: "usd".into(),
         description: "fee".into(),
-        state: "pending".into(),
+        state: PaymentState::Pending,
         provider_charge_id: None,
         failure_reason: None,
         created_at: now_ms(),
         updated_at: now_ms(),
     };
-    let job = coop::jobs::payment_job(coop_id, payment.id, 3);
+    let job = coop_services::jobs::payment_job(coop_id, payment.id, 3);
     let charged = payments::create(&db, &payment, &job, Some(&lost))
         .await
         .expect("no database error");

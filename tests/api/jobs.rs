@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Backing, PASSWORD, TestApp, Tier, spawn_app_on, spawn_worker};
+use crate::helpers::{Backing, PASSWORD, TestApp, Tier, eventually, spawn_app_on, spawn_worker};
 use crate::payment_provider::PaymentProvider;
 use crate::smtp_sink::{ReceivedMail, SmtpSink};
 
@@ -154,27 +154,33 @@ async fn enrollment_sends_welcome_and_notice_and_writes_the_calendar(tier: Tier)
     }
     assert!(!ics.replace("\r\n", "").contains('\n'), "lines end in CRLF");
 
-    // The coordinator sees the three jobs done.
-    let jobs = app
-        .get("/api/v1/admin/jobs?state=done")
-        .session(&coordinator.session)
-        .send()
-        .await;
-    assert_eq!(jobs.status, StatusCode::OK, "{}", jobs.text);
-    let kinds: HashSet<String> = jobs.json()["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["kind"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(
-        kinds,
-        HashSet::from([
-            "welcome_email".into(),
-            "coordinator_notice".into(),
-            "calendar_events".into()
-        ])
-    );
+    // The coordinator sees the three jobs done (each is marked done just after
+    // its effect, so poll).
+    let all_three: HashSet<String> = HashSet::from([
+        "welcome_email".into(),
+        "coordinator_notice".into(),
+        "calendar_events".into(),
+    ]);
+    eventually(
+        "the three enrollment jobs to be done",
+        Duration::from_secs(20),
+        || async {
+            let jobs = app
+                .get("/api/v1/admin/jobs?state=done")
+                .session(&coordinator.session)
+                .send()
+                .await;
+            assert_eq!(jobs.status, StatusCode::OK, "{}", jobs.text);
+            let kinds: HashSet<String> = jobs.json()["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["kind"].as_str().unwrap().to_owned())
+                .collect();
+            (kinds == all_three).then_some(())
+        },
+    )
+    .await;
 }
 
 async fn the_invite_lets_the_family_in_to_its_own_family_only(tier: Tier) {

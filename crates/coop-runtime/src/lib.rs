@@ -1,0 +1,12 @@
+//! What every Coop process needs, whatever it does (`coop serve`, `coop
+//! worker`, `coop cluster`): logging, the process-wide metrics registry, the
+//! shutdown signal, and the parsers for setting values (durations, switches)
+//! so every command reads `30s` or `on` the same way.
+
+mod metrics_registry;
+mod signals;
+pub mod telemetry;
+pub mod values;
+
+pub use metrics_registry::prometheus_handle;
+pub use signals::shutdown_signal;

@@ -1,0 +1,212 @@
+//! Co-ops, their users, and signing in: founding a co-op with its first
+//! coordinator, logging in and out, a family accepting its invite. Every way of
+//! signing in ends in [`Accounts::start_session`].
+
+use coop_domain::{Email, NewCoop, Password, PasswordHash, Role, token};
+use coop_mechanisms::data::{Data, ReadAfter};
+use coop_mechanisms::hashing::Hasher;
+use coop_mechanisms::sessions::{SessionData, SessionStore};
+use coop_mechanisms::store::coops::{self, CreatedCoop};
+use coop_mechanisms::store::idempotency::Claim;
+use coop_mechanisms::store::invites::{self, AcceptOutcome, NewFamilyUser};
+use coop_mechanisms::store::jobs::now_ms;
+use coop_mechanisms::store::{OnUnique, families};
+use uuid::Uuid;
+
+use crate::{Caller, Error, Result};
+
+/// A new session: the caller, and the token its cookie carries.
+pub struct SignedIn {
+    pub caller: Caller,
+    pub token: String,
+}
+
+#[derive(Clone)]
+pub struct Accounts {
+    data: Data,
+    sessions: SessionStore,
+    hasher: Hasher,
+}
+
+impl Accounts {
+    pub(crate) fn new(data: Data, sessions: SessionStore, hasher: Hasher) -> Self {
+        Self {
+            data,
+            sessions,
+            hasher,
+        }
+    }
+
+    /// Founds a co-op with its first coordinator. Under an Idempotency-Key
+    /// whose earlier holder created it already, answers with that co-op.
+    pub async fn create_coop(&self, new: NewCoop, claim: Option<&Claim>) -> Result<CreatedCoop> {
+        if let Some(claim) = claim
+            && let Some([coop_id, coordinator_id]) = claim.committed_as()?
+        {
+            // An earlier attempt with this key created the co-op, then its
+            // instance died before answering: answer for it.
+            return Ok(CreatedCoop {
+                coop_id,
+                coordinator_id,
+            });
+        }
+        let password = self.hasher.hash(new.coordinator_password).await?;
+        let created = coops::create_coop(
+            self.data.primary(),
+            coops::NewCoop {
+                name: &new.name,
+                coordinator_name: &new.coordinator_name,
+                coordinator_email: &new.coordinator_email,
+                coordinator_password: &password,
+            },
+            claim,
+        )
+        .await
+        .on_unique(|| {
+            Error::field_conflict(
+                "email_taken",
+                "a user with this email already exists; log in instead",
+                "coordinator.email",
+                "is already registered",
+            )
+        })?
+        .ok_or(Error::TakenOver)?;
+        self.data.committed(&ReadAfter::default(), &[]).await;
+        Ok(created)
+    }
+
+    /// Checks the password and starts a new session, ending `previous` (the
+    /// session the client had, if any). Log-in reads the primary: a password
+    /// just set must work at once.
+    pub async fn log_in(
+        &self,
+        email: &str,
+        password: String,
+        previous: Option<&str>,
+    ) -> Result<SignedIn> {
+        // A malformed email cannot belong to anyone: same answer as a wrong
+        // one, after the same amount of work.
+        let user = match Email::parse(email) {
+            Ok(email) => coops::find_user_by_email(self.data.primary(), &email).await?,
+            Err(_) => None,
+        };
+        let stored = user.as_ref().map(|u| PasswordHash(u.password_hash.clone()));
+        let verified = self.hasher.verify(stored, password).await?;
+        let user = match user {
+            Some(user) if verified => user,
+            _ => return Err(Error::InvalidCredentials),
+        };
+        if let Some(previous) = previous {
+            self.sessions.delete(previous).await?;
+        }
+        self.start_session(Caller {
+            user_id: user.id,
+            coop_id: user.coop_id,
+            role: user.role,
+            email: user.email,
+            family_id: user.family_id,
+        })
+        .await
+    }
+
+    /// Ends the session everywhere (no session is fine too).
+    pub async fn log_out(&self, token: Option<&str>) -> Result<()> {
+        if let Some(token) = token {
+            self.sessions.delete(token).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the family's account from the invite in its welcome email, and
+    /// signs it in. Invites are read on the primary: single-use tokens must
+    /// see every use.
+    pub async fn accept_invite(&self, invite_token: &str, password: Password) -> Result<SignedIn> {
+        let primary = self.data.primary();
+        let invite = invites::find(primary, &token::hash(invite_token))
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(
+                    "this invite does not exist; check that you copied the whole link, \
+                     or ask your co-op's coordinator for a new one"
+                        .into(),
+                )
+            })?;
+        if invite.used_at.is_some() {
+            return Err(invite_used());
+        }
+        if invite.expires_at < now_ms() {
+            return Err(Error::Gone {
+                code: "invite_expired",
+                message: "this invite has expired; ask your co-op's coordinator to enroll you \
+                          again or send a new invite"
+                    .into(),
+            });
+        }
+        let family = families::get(primary, invite.coop_id, invite.family_id)
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound("the family this invite was for no longer exists".into())
+            })?;
+        let password_hash = self.hasher.hash(password).await?;
+        let user_id = Uuid::now_v7();
+        let user = NewFamilyUser {
+            user_id,
+            email: &family.email,
+            name: &family.family_name,
+            password_hash: &password_hash.0,
+        };
+        match invites::accept(primary, &invite, &user).await? {
+            AcceptOutcome::Accepted => {}
+            AcceptOutcome::AlreadyUsed => return Err(invite_used()),
+            AcceptOutcome::AccountExists => {
+                return Err(Error::conflict(
+                    "account_exists",
+                    format!(
+                        "an account for {} exists already; log in with it instead",
+                        family.email
+                    ),
+                ));
+            }
+        }
+        self.data.committed(&ReadAfter::default(), &[]).await;
+        self.start_session(Caller {
+            user_id,
+            coop_id: invite.coop_id,
+            role: Role::Family,
+            email: family.email,
+            family_id: Some(family.id),
+        })
+        .await
+    }
+
+    /// The one way a session begins: a new random token (never the one the
+    /// client had: no session fixation).
+    async fn start_session(&self, caller: Caller) -> Result<SignedIn> {
+        let mut session = SessionData {
+            user_id: caller.user_id,
+            coop_id: caller.coop_id,
+            role: caller.role,
+            email: caller.email.clone(),
+            family_id: caller.family_id,
+            expires_at: 0,
+        };
+        let token = self.sessions.create(&mut session).await?;
+        Ok(SignedIn { caller, token })
+    }
+
+    /// The signed-in caller behind a session token, if the session is live.
+    pub async fn caller(&self, token: &str, after: &ReadAfter) -> Result<Option<Caller>> {
+        Ok(self.sessions.load(token, after).await?.map(Caller::from))
+    }
+
+    pub fn session_ttl(&self) -> std::time::Duration {
+        self.sessions.ttl()
+    }
+}
+
+fn invite_used() -> Error {
+    Error::conflict(
+        "invite_used",
+        "this invite was used already; log in with the password chosen then",
+    )
+}

@@ -1,0 +1,203 @@
+//! Families of a co-op. Reads of one family are cached (every family page and
+//! API read goes through it); lists are read from a replica at the caller's
+//! floor. Enrolling commits the family with the jobs it causes (welcome email
+//! with an invite, the coordinators' notice, calendar entries).
+
+use std::sync::Arc;
+
+use coop_domain::NewFamily;
+use coop_mechanisms::cache::CacheKey;
+use coop_mechanisms::data::Data;
+use coop_mechanisms::store::OnUnique;
+use coop_mechanisms::store::families::{self, DeleteOutcome, FamilyFields, UpdateOutcome};
+use coop_mechanisms::store::idempotency::Claim;
+use uuid::Uuid;
+
+pub use coop_mechanisms::store::families::FamilyRow as Family;
+
+use crate::jobs::{self, InlineJobs};
+use crate::{Ctx, Error, Result};
+
+/// Largest page of a family list.
+pub const MAX_PAGE: u32 = 200;
+
+/// One page of families, oldest first.
+pub struct Page {
+    pub items: Vec<Family>,
+    /// The last family's id when another page follows.
+    pub next_after: Option<Uuid>,
+}
+
+#[derive(Clone)]
+pub struct Families {
+    data: Data,
+    job_max_attempts: u32,
+    inline: Option<Arc<InlineJobs>>,
+}
+
+impl Families {
+    pub(crate) fn new(data: Data, job_max_attempts: u32, inline: Option<Arc<InlineJobs>>) -> Self {
+        Self {
+            data,
+            job_max_attempts,
+            inline,
+        }
+    }
+
+    /// One family: cached; read-your-writes. Another co-op's family, or (for a
+    /// family account) any family but its own, is not found.
+    pub async fn get(&self, ctx: &Ctx, id: Uuid) -> Result<Family> {
+        if !ctx.may_see_family(id) {
+            return Err(not_found());
+        }
+        let coop_id = ctx.coop_id();
+        self.data
+            .cached(&key(coop_id, id), &ctx.read_after, |db| async move {
+                families::get(&db, coop_id, id).await
+            })
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    /// A page of the co-op's families after `after` (coordinators): a replica
+    /// at the caller's floor; not cached (pages shift with every enrollment).
+    pub async fn list(&self, ctx: &Ctx, after: Option<Uuid>, limit: u32) -> Result<Page> {
+        ctx.coordinator()?;
+        let coop_id = ctx.coop_id();
+        let limit = limit.clamp(1, MAX_PAGE);
+        // One extra row tells whether another page follows.
+        let mut items = self
+            .data
+            .read(&ctx.read_after, |db| async move {
+                families::list(&db, coop_id, after, limit + 1).await
+            })
+            .await?;
+        let next_after = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|row| row.id)
+        } else {
+            None
+        };
+        Ok(Page { items, next_after })
+    }
+
+    /// Enrolls a family (coordinators). Under an Idempotency-Key whose earlier
+    /// holder enrolled it already, answers with that family instead.
+    pub async fn enroll(
+        &self,
+        ctx: &Ctx,
+        new: &NewFamily,
+        claim: Option<&Claim>,
+    ) -> Result<Family> {
+        ctx.coordinator()?;
+        let coop_id = ctx.coop_id();
+        if let Some(claim) = claim
+            && let Some([id]) = claim.committed_as()?
+        {
+            // An earlier attempt with this key enrolled the family, then its
+            // instance died before answering: answer for it.
+            return families::get(self.data.primary(), coop_id, id)
+                .await?
+                .ok_or_else(|| {
+                    Error::NotFound(
+                        "this request enrolled a family that has since been removed".into(),
+                    )
+                });
+        }
+        let max_attempts = self.job_max_attempts;
+        // The family and the jobs its enrollment causes commit together: no
+        // welcome email is lost to a crash between the two.
+        let (row, jobs) = families::insert(
+            self.data.primary(),
+            coop_id,
+            &fields(new),
+            |row| jobs::enrollment_jobs(row.coop_id, row.id, max_attempts),
+            claim,
+        )
+        .await
+        .on_unique(email_taken)?
+        .ok_or(Error::TakenOver)?;
+        // A new family is in no cache (absence is not cached): nothing to
+        // invalidate, but the caller's reads must see it.
+        self.data.committed(&ctx.read_after, &[]).await;
+        if let Some(inline) = &self.inline {
+            inline.run(&jobs).await;
+        }
+        Ok(row)
+    }
+
+    /// Replaces a family's fields (coordinators); with `expected`, only if it
+    /// is still at that version.
+    pub async fn update(
+        &self,
+        ctx: &Ctx,
+        id: Uuid,
+        new: &NewFamily,
+        expected: Option<i64>,
+    ) -> Result<Family> {
+        ctx.coordinator()?;
+        let coop_id = ctx.coop_id();
+        let outcome = families::update(self.data.primary(), coop_id, id, &fields(new), expected)
+            .await
+            .on_unique(email_taken)?;
+        match outcome {
+            UpdateOutcome::Updated(row) => {
+                self.data
+                    .committed(&ctx.read_after, &[key(coop_id, id)])
+                    .await;
+                Ok(row)
+            }
+            UpdateOutcome::NotFound => Err(not_found()),
+            UpdateOutcome::VersionMismatch { current } => Err(version_mismatch(current)),
+        }
+    }
+
+    /// Removes a family (coordinators); with `expected`, only if it is still at
+    /// that version.
+    pub async fn remove(&self, ctx: &Ctx, id: Uuid, expected: Option<i64>) -> Result<()> {
+        ctx.coordinator()?;
+        let coop_id = ctx.coop_id();
+        match families::delete(self.data.primary(), coop_id, id, expected).await? {
+            DeleteOutcome::Deleted => {
+                self.data
+                    .committed(&ctx.read_after, &[key(coop_id, id)])
+                    .await;
+                Ok(())
+            }
+            DeleteOutcome::NotFound => Err(not_found()),
+            DeleteOutcome::VersionMismatch { current } => Err(version_mismatch(current)),
+        }
+    }
+}
+
+fn key(coop_id: Uuid, id: Uuid) -> CacheKey {
+    CacheKey::new("family", format_args!("{coop_id}:{id}"))
+}
+
+fn fields(new: &NewFamily) -> FamilyFields<'_> {
+    FamilyFields {
+        family_name: &new.family_name,
+        email: &new.email,
+        enrollment_date: new.enrollment_date,
+    }
+}
+
+pub(crate) fn not_found() -> Error {
+    Error::NotFound("no family with that id in your co-op".into())
+}
+
+fn version_mismatch(current: i64) -> Error {
+    Error::VersionMismatch(format!(
+        "the family changed since you read it (it is now at version {current}); \
+         read it again and reapply your change"
+    ))
+}
+
+fn email_taken() -> Error {
+    Error::field_conflict(
+        "email_taken",
+        "another family in this co-op has this email",
+        "email",
+        "is already used by another family in this co-op",
+    )
+}

@@ -1,0 +1,303 @@
+//! What each kind of job does. Every effect checks, before acting, whether a
+//! previous run of the same job did it already (see `coop_mechanisms::jobs`).
+//!
+//! Jobs read the primary: a job may run a moment after the commit that queued
+//! it, before any replica has replayed that commit.
+//!
+//! Effects are idempotent by the job's key: calendar entries and payment
+//! results are written with the key (or the payment id, which the provider also
+//! gets as its idempotency key), and each email's send is recorded in
+//! `job_effects` right after the SMTP server accepted it. One window remains:
+//! a worker that dies after the server's `250 OK` and before that record
+//! commits will send the email again when the job is rerun. The Message-ID is
+//! derived from the job key, so the duplicate is recognisably the same message.
+
+use std::path::Path;
+use std::time::Duration;
+
+use coop_domain::{PaymentState, token};
+use coop_mechanisms::jobs::{JobRunner, Outcome};
+use coop_mechanisms::providers::ProviderSettings;
+use coop_mechanisms::providers::mail::{Email, Mailer};
+use coop_mechanisms::providers::payments::{Charge, ChargeError, ChargeResult, PaymentProvider};
+use coop_mechanisms::store::calendar::NewEvent;
+use coop_mechanisms::store::jobs::{EffectRecorder, JobRow, now_ms};
+use coop_mechanisms::store::{self, Db};
+use lettre::message::Mailbox;
+use uuid::Uuid;
+
+use super::{FamilyJob, Kind, PaymentJob};
+use crate::AccountSettings;
+
+/// Everything jobs need from the outside world.
+pub struct Effects {
+    pub db: Db,
+    pub mailer: Mailer,
+    pub payments: Option<PaymentProvider>,
+    public_url: String,
+    invite_ttl: Duration,
+    message_id_domain: String,
+}
+
+impl Effects {
+    /// `bound`: the HTTP address, the default for links when COOP_PUBLIC_URL
+    /// is unset; `data_dir`: where the outbox goes without SMTP.
+    pub fn new(
+        providers: &ProviderSettings,
+        accounts: &AccountSettings,
+        data_dir: &Path,
+        db: Db,
+        bound: std::net::SocketAddr,
+    ) -> anyhow::Result<Self> {
+        let public_url = accounts
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"));
+        let message_id_domain = providers
+            .mail_from
+            .parse::<Mailbox>()
+            .map(|m| m.email.domain().to_owned())
+            .unwrap_or_else(|_| "coop.localhost".into());
+        Ok(Self {
+            db,
+            mailer: Mailer::new(providers, data_dir)?,
+            payments: PaymentProvider::new(providers)?,
+            public_url,
+            invite_ttl: accounts.invite_ttl,
+            message_id_domain,
+        })
+    }
+
+    async fn run_job(&self, job: &JobRow) -> Outcome {
+        let Some(kind) = Kind::parse(&job.kind) else {
+            return Outcome::Dead(format!("unknown job kind {:?}", job.kind));
+        };
+        let result = match kind {
+            Kind::WelcomeEmail => match payload::<FamilyJob>(job) {
+                Ok(p) => self.welcome_email(job, p.family_id).await,
+                Err(dead) => Err(dead),
+            },
+            Kind::CoordinatorNotice => match payload::<FamilyJob>(job) {
+                Ok(p) => self.coordinator_notice(job, p.family_id).await,
+                Err(dead) => Err(dead),
+            },
+            Kind::CalendarEvents => match payload::<FamilyJob>(job) {
+                Ok(p) => self.calendar_events(job, p.family_id).await,
+                Err(dead) => Err(dead),
+            },
+            Kind::ChargePayment => match payload::<PaymentJob>(job) {
+                Ok(p) => self.charge_payment(p.payment_id).await,
+                Err(dead) => Err(dead),
+            },
+        };
+        result.unwrap_or_else(|outcome| outcome)
+    }
+
+    /// The welcome email with a fresh single-use invite link. A rerun before
+    /// the send makes a new invite (the unsent one is never seen by anyone).
+    async fn welcome_email(&self, job: &JobRow, family_id: Uuid) -> Result<Outcome, Outcome> {
+        if store::jobs::effect_done(&self.db, &job.key).await? {
+            return Ok(Outcome::Done);
+        }
+        let Some(family) = store::families::get(&self.db, job.coop_id, family_id).await? else {
+            // Removed before its welcome: nobody to welcome.
+            return Ok(Outcome::Done);
+        };
+        let coop = store::coops::name(&self.db, job.coop_id)
+            .await?
+            .unwrap_or_else(|| "your co-op".into());
+        let token = token::generate();
+        let expires_at = now_ms() + self.invite_ttl.as_millis() as i64;
+        store::invites::insert(
+            &self.db,
+            &token::hash(&token),
+            job.coop_id,
+            family_id,
+            expires_at,
+        )
+        .await?;
+        let days = self.invite_ttl.as_secs().div_ceil(86_400);
+        // In the fragment, which browsers never send: the token stays out of
+        // access logs, proxies and Referer headers.
+        let link = format!("{}/accept-invite#token={token}", self.public_url);
+        let body = format!(
+            "Hello {name},\n\n\
+             welcome to {coop}! You are enrolled as of {date}.\n\n\
+             Create your family's account (choose a password) here:\n\n{link}\n\n\
+             The link works once and for {days} days. Your invite code, should \
+             the link not open: {token}\n\n\
+             See you soon,\n{coop}\n",
+            name = family.family_name,
+            date = family.enrollment_date,
+        );
+        let to = mailbox(&family.family_name, &family.email)?;
+        self.send_once(
+            &job.key,
+            Email {
+                to,
+                subject: format!("Welcome to {coop}"),
+                body,
+                message_id: self.message_id(&job.key),
+            },
+        )
+        .await?;
+        Ok(Outcome::Done)
+    }
+
+    /// One email to each coordinator; each send is recorded on its own, so a
+    /// rerun after a partial failure mails only those not yet mailed.
+    async fn coordinator_notice(&self, job: &JobRow, family_id: Uuid) -> Result<Outcome, Outcome> {
+        let Some(family) = store::families::get(&self.db, job.coop_id, family_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        for (user_id, email, name) in store::coops::coordinators(&self.db, job.coop_id).await? {
+            let key = format!("{}.{user_id}", job.key);
+            if store::jobs::effect_done(&self.db, &key).await? {
+                continue;
+            }
+            let body = format!(
+                "Hello {name},\n\n\
+                 a new family enrolled in your co-op:\n\n\
+                 Family: {family_name}\nEmail: {email}\nEnrolled: {date}\n\n\
+                 They have been sent a welcome email with an invite to create their account.\n",
+                family_name = family.family_name,
+                email = family.email,
+                date = family.enrollment_date,
+            );
+            let email = Email {
+                to: mailbox(&name, &email)?,
+                subject: format!("New family enrolled: {}", family.family_name),
+                body,
+                message_id: self.message_id(&key),
+            };
+            self.send_once(&key, email).await?;
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// The co-op's standard entries for a new family. Keys make a rerun a no-op.
+    async fn calendar_events(&self, job: &JobRow, family_id: Uuid) -> Result<Outcome, Outcome> {
+        let Some(family) = store::families::get(&self.db, job.coop_id, family_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        let coop = store::coops::name(&self.db, job.coop_id)
+            .await?
+            .unwrap_or_else(|| "the co-op".into());
+        let start = family.enrollment_date;
+        let entries = [
+            (
+                "enrollment",
+                0,
+                format!("Enrolled in {coop}"),
+                "Your family's first day as a member.",
+            ),
+            (
+                "orientation",
+                7,
+                "New family orientation".to_owned(),
+                "Meet the coordinators and other families; bring questions.",
+            ),
+            (
+                "check-in",
+                30,
+                "30-day check-in with a coordinator".to_owned(),
+                "A short conversation about how the first month went.",
+            ),
+        ];
+        let events: Vec<NewEvent> = entries
+            .into_iter()
+            .map(|(slug, days, summary, description)| NewEvent {
+                key: format!("{}.{slug}", job.key),
+                summary,
+                description: description.to_owned(),
+                starts_on: start.saturating_add(time::Duration::days(days)),
+            })
+            .collect();
+        store::calendar::insert_all(&self.db, job.coop_id, family_id, &events).await?;
+        Ok(Outcome::Done)
+    }
+
+    async fn charge_payment(&self, payment_id: Uuid) -> Result<Outcome, Outcome> {
+        let Some(payment) = store::payments::get_by_id(&self.db, payment_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        if payment.state != PaymentState::Pending {
+            return Ok(Outcome::Done);
+        }
+        let Some(provider) = &self.payments else {
+            return Ok(Outcome::Retry(
+                "no payment provider is configured on this worker (COOP_PAYMENTS_URL)".into(),
+            ));
+        };
+        let charge = Charge {
+            payment_id,
+            amount_cents: payment.amount_cents,
+            currency: &payment.currency,
+            description: &payment.description,
+        };
+        match provider.charge(&charge).await {
+            Ok(ChargeResult::Succeeded { charge_id }) => {
+                store::payments::settle(&self.db, payment_id, true, Some(&charge_id), None).await?;
+                Ok(Outcome::Done)
+            }
+            Ok(ChargeResult::Declined { charge_id, reason }) => {
+                store::payments::settle(
+                    &self.db,
+                    payment_id,
+                    false,
+                    charge_id.as_deref(),
+                    Some(&reason),
+                )
+                .await?;
+                Ok(Outcome::Done)
+            }
+            Err(ChargeError::Open { retry_at }) => Ok(Outcome::Deferred {
+                until: retry_at,
+                reason: "the payments circuit breaker is open".into(),
+            }),
+            Err(ChargeError::Transient(message)) => Ok(Outcome::Retry(message)),
+            Err(ChargeError::Permanent(message)) => {
+                store::payments::settle(&self.db, payment_id, false, None, Some(&message)).await?;
+                Ok(Outcome::Done)
+            }
+        }
+    }
+
+    /// Sends `email` and records `key` as done. The documented window: a crash
+    /// after the server accepted the email and before the record commits sends
+    /// it again on the rerun. The connection for the record is taken before
+    /// sending, so the window is one INSERT, not a wait for the pool as well.
+    async fn send_once(&self, key: &str, email: Email) -> Result<(), Outcome> {
+        let recorder = EffectRecorder::take(&self.db).await?;
+        let sending = std::time::Instant::now();
+        self.mailer.send(email).await?;
+        let sent = std::time::Instant::now();
+        recorder.record(key).await?;
+        metrics::histogram!("email_send_seconds").record((sent - sending).as_secs_f64());
+        // How long a crash would have repeated this email.
+        metrics::histogram!("email_duplicate_window_seconds").record(sent.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn message_id(&self, key: &str) -> String {
+        format!("<{key}@{}>", self.message_id_domain)
+    }
+}
+
+fn payload<T: serde::de::DeserializeOwned>(job: &JobRow) -> Result<T, Outcome> {
+    serde_json::from_str(&job.payload)
+        .map_err(|e| Outcome::Dead(format!("the job's payload is unreadable: {e}")))
+}
+
+fn mailbox(name: &str, email: &str) -> Result<Mailbox, Outcome> {
+    let address = email
+        .parse()
+        .map_err(|e| Outcome::Dead(format!("{email:?} is not a deliverable address: {e}")))?;
+    Ok(Mailbox::new(Some(name.to_owned()), address))
+}
+
+impl JobRunner for Effects {
+    async fn run(&self, job: &JobRow) -> Outcome {
+        self.run_job(job).await
+    }
+}

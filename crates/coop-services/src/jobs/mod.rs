@@ -1,0 +1,158 @@
+//! The job catalogue: what kinds of background work the co-op's writes cause,
+//! their payloads, and ([`effects`]) what each does when a worker runs it.
+
+pub mod effects;
+
+use std::sync::Arc;
+
+use coop_mechanisms::jobs::worker::{WorkerConfig, run_now};
+use coop_mechanisms::store::Db;
+use coop_mechanisms::store::jobs::{NewJob, now_ms};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use effects::Effects;
+
+/// What a job does; stored as its `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    WelcomeEmail,
+    CoordinatorNotice,
+    CalendarEvents,
+    ChargePayment,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [
+        Self::WelcomeEmail,
+        Self::CoordinatorNotice,
+        Self::CalendarEvents,
+        Self::ChargePayment,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WelcomeEmail => "welcome_email",
+            Self::CoordinatorNotice => "coordinator_notice",
+            Self::CalendarEvents => "calendar_events",
+            Self::ChargePayment => "charge_payment",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == raw)
+    }
+
+    /// Every kind's name, for the queue's metrics.
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.into_iter().map(Self::as_str).collect()
+    }
+}
+
+/// The payload of the three enrollment jobs.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FamilyJob {
+    pub family_id: Uuid,
+}
+
+/// The payload of a payment job.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PaymentJob {
+    pub payment_id: Uuid,
+}
+
+fn new_job(coop_id: Uuid, kind: Kind, subject: Uuid, payload: String, max_attempts: u32) -> NewJob {
+    NewJob {
+        id: Uuid::now_v7(),
+        coop_id,
+        kind: kind.as_str(),
+        key: format!("{}.{subject}", kind.as_str()),
+        payload,
+        max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX),
+        run_at: now_ms(),
+    }
+}
+
+/// The jobs an enrollment causes: welcome email (with the invite), the
+/// coordinators' notification and the family's calendar entries.
+pub fn enrollment_jobs(coop_id: Uuid, family_id: Uuid, max_attempts: u32) -> Vec<NewJob> {
+    let payload = serde_json::json!({ "family_id": family_id }).to_string();
+    [
+        Kind::WelcomeEmail,
+        Kind::CoordinatorNotice,
+        Kind::CalendarEvents,
+    ]
+    .into_iter()
+    .map(|kind| new_job(coop_id, kind, family_id, payload.clone(), max_attempts))
+    .collect()
+}
+
+pub fn payment_job(coop_id: Uuid, payment_id: Uuid, max_attempts: u32) -> NewJob {
+    let payload = serde_json::json!({ "payment_id": payment_id }).to_string();
+    new_job(
+        coop_id,
+        Kind::ChargePayment,
+        payment_id,
+        payload,
+        max_attempts,
+    )
+}
+
+/// The `COOP_JOBS_INLINE` benchmark variant: a write's jobs run before the
+/// request is answered, as if there were no queue.
+pub struct InlineJobs {
+    db: Db,
+    effects: Arc<Effects>,
+    config: WorkerConfig,
+}
+
+impl InlineJobs {
+    pub fn new(db: Db, effects: Arc<Effects>, config: WorkerConfig) -> Self {
+        Self {
+            db,
+            effects,
+            config,
+        }
+    }
+
+    pub(crate) async fn run(self: &Arc<Self>, jobs: &[NewJob]) {
+        // In a task of its own, so a client that hangs up does not cancel a
+        // job halfway (e.g. between an email's send and its record).
+        let ids: Vec<Uuid> = jobs.iter().map(|job| job.id).collect();
+        let inline = self.clone();
+        let _ = tokio::spawn(async move {
+            run_now(&inline.db, &*inline.effects, &inline.config, &ids).await;
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enrollment_makes_three_jobs_with_distinct_stable_keys() {
+        let coop = Uuid::now_v7();
+        let family = Uuid::now_v7();
+        let jobs = enrollment_jobs(coop, family, 5);
+        let keys: Vec<_> = jobs.iter().map(|j| j.key.clone()).collect();
+        assert_eq!(
+            keys,
+            [
+                format!("welcome_email.{family}"),
+                format!("coordinator_notice.{family}"),
+                format!("calendar_events.{family}"),
+            ]
+        );
+        assert!(jobs.iter().all(|j| j.max_attempts == 5));
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(Kind::parse("nope"), None);
+    }
+}

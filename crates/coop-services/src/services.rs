@@ -1,0 +1,127 @@
+//! Every service, built once at start-up from the mechanisms the configuration
+//! chose, and handed to the faces.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coop_mechanisms::data::Data;
+use coop_mechanisms::hashing::Hasher;
+use coop_mechanisms::sessions::SessionStore;
+use coop_mechanisms::store;
+use coop_mechanisms::store::replicas::{self, Lsn};
+
+use crate::accounts::Accounts;
+use crate::calendar::Calendar;
+use crate::families::Families;
+use crate::idempotency::IdempotencyKeys;
+use crate::jobs::{InlineJobs, Kind};
+use crate::payments::Payments;
+use crate::queue::Queue;
+
+/// What the services are built from.
+pub struct Parts {
+    pub data: Data,
+    pub session_ttl: Duration,
+    pub hasher: Hasher,
+    pub job_max_attempts: u32,
+    /// Whether a payment provider is configured.
+    pub payments_configured: bool,
+    pub idempotency_lease: Duration,
+    /// The `COOP_JOBS_INLINE` benchmark variant (off in production).
+    pub inline_jobs: Option<Arc<InlineJobs>>,
+}
+
+pub struct Services {
+    pub families: Families,
+    pub accounts: Accounts,
+    pub payments: Payments,
+    pub calendar: Calendar,
+    pub queue: Queue,
+    pub idempotency: IdempotencyKeys,
+    data: Data,
+}
+
+/// Finished jobs (and the effect records of their emails) are kept this long
+/// for the admin view, then deleted. A job is never rerun after it is done, so
+/// its effect records are no longer needed.
+const FINISHED_JOBS_KEPT: Duration = Duration::from_secs(7 * 86_400);
+
+impl Services {
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            data,
+            session_ttl,
+            hasher,
+            job_max_attempts,
+            payments_configured,
+            idempotency_lease,
+            inline_jobs,
+        } = parts;
+        let sessions = SessionStore::new(data.clone(), session_ttl);
+        let families = Families::new(data.clone(), job_max_attempts, inline_jobs);
+        Self {
+            accounts: Accounts::new(data.clone(), sessions, hasher),
+            payments: Payments::new(
+                data.clone(),
+                families.clone(),
+                payments_configured,
+                job_max_attempts,
+            ),
+            calendar: Calendar::new(data.clone(), families.clone()),
+            queue: Queue::new(data.clone()),
+            idempotency: IdempotencyKeys::new(data.clone(), idempotency_lease),
+            families,
+            data,
+        }
+    }
+
+    /// Publishes the gauges that are read rather than counted (pools, cache
+    /// size, replica pools, queue depth); called when `/metrics` is scraped.
+    pub async fn record_metrics(&self) {
+        self.data.record_metrics();
+        record_queue_metrics(self.data.primary()).await;
+    }
+
+    /// Whether reads may go to replicas, so clients need read-your-writes tokens.
+    pub fn replicas_in_use(&self) -> bool {
+        self.data.replicas().is_some()
+    }
+
+    /// The primary's WAL position now, for a write that did not record its
+    /// own (with replicas; `None` without, or when the primary cannot say).
+    pub async fn write_position(&self) -> Option<Lsn> {
+        replicas::position_after_write(self.data.replicas()).await
+    }
+
+    /// Closes the database pools (at shutdown).
+    pub async fn close(&self) {
+        self.data.primary().close().await;
+    }
+
+    /// Periodic clean-up that keeps tables from growing without bound.
+    pub fn spawn_housekeeping(&self) {
+        let db = self.data.primary().clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                match store::idempotency::purge_expired(&db).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "purged expired idempotency records"),
+                    Err(err) => tracing::warn!(error = %err, "purging idempotency records failed"),
+                }
+                match store::jobs::purge_finished(&db, FINISHED_JOBS_KEPT.as_millis() as i64).await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "purged finished jobs"),
+                    Err(err) => tracing::warn!(error = %err, "purging finished jobs failed"),
+                }
+            }
+        });
+    }
+}
+
+/// The queue's depth by kind, for `coop serve` and `coop worker` alike.
+pub async fn record_queue_metrics(db: &store::Db) {
+    coop_mechanisms::jobs::record_queue_metrics(db, &Kind::names()).await;
+}

@@ -1,0 +1,26 @@
+//! The accounts section of the configuration.
+
+use std::time::Duration;
+
+use clap::Args;
+use coop_mechanisms::providers::parse_http_url;
+use coop_runtime::values::parse_duration;
+
+#[derive(Debug, Clone, Args)]
+pub struct AccountSettings {
+    /// The address people use to reach Coop, for links in emails. Default: the
+    /// listen address.
+    #[arg(long = "public-url", env = "COOP_PUBLIC_URL", value_name = "COOP_PUBLIC_URL",
+          value_parser = parse_http_url)]
+    pub public_url: Option<String>,
+
+    /// How long an invite link in a welcome email stays valid.
+    #[arg(long = "invite-ttl", env = "COOP_INVITE_TTL", value_name = "COOP_INVITE_TTL",
+          default_value = "7d", value_parser = parse_duration)]
+    pub invite_ttl: Duration,
+
+    /// Session lifetime.
+    #[arg(long = "session-ttl", env = "COOP_SESSION_TTL", value_name = "COOP_SESSION_TTL",
+          default_value = "7d", value_parser = parse_duration)]
+    pub session_ttl: Duration,
+}

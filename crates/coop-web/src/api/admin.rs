@@ -1,0 +1,148 @@
+//! What coordinators see of the job queue, and the one repair they can make:
+//! retrying a dead job.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use coop_domain::{FieldCheck, clock};
+use coop_mechanisms::store::jobs::{JobRow, JobState};
+use coop_services::jobs::Kind;
+use coop_services::queue::MAX_LIST;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::http::auth::SignedIn;
+use crate::http::json::ApiJson;
+use crate::state::AppState;
+
+const DEFAULT_LIMIT: u32 = 50;
+
+#[derive(Deserialize, IntoParams)]
+pub struct JobFilter {
+    /// `ready`, `running`, `done` or `dead`.
+    pub state: Option<String>,
+    /// `welcome_email`, `coordinator_notice`, `calendar_events` or `charge_payment`.
+    pub kind: Option<String>,
+    /// 1–500, default 50.
+    pub limit: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStateName {
+    Ready,
+    Running,
+    Done,
+    Dead,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Job {
+    pub job_id: Uuid,
+    pub kind: String,
+    #[schema(value_type = JobStateName)]
+    pub state: JobState,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// When it runs next (ready) or last ran.
+    #[serde(with = "clock::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub run_at: OffsetDateTime,
+    pub last_error: Option<String>,
+    #[serde(with = "clock::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "clock::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<JobRow> for Job {
+    fn from(row: JobRow) -> Self {
+        Self {
+            job_id: row.id,
+            kind: row.kind,
+            state: row.state,
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+            run_at: clock::from_unix_ms(row.run_at),
+            last_error: row.last_error,
+            created_at: clock::from_unix_ms(row.created_at),
+            updated_at: clock::from_unix_ms(row.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobList {
+    pub items: Vec<Job>,
+}
+
+/// The co-op's background jobs, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/jobs", tag = "admin",
+    params(JobFilter),
+    responses((status = 200, body = JobList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    SignedIn(ctx): SignedIn,
+    filter: Result<Query<JobFilter>, QueryRejection>,
+) -> Result<ApiJson<JobList>, ApiError> {
+    let Query(filter) =
+        filter.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let mut check = FieldCheck::default();
+    let job_state = filter.state.as_deref().and_then(|raw| {
+        check.check(
+            "state",
+            JobState::parse(raw).ok_or_else(|| "must be ready, running, done or dead".to_owned()),
+        )
+    });
+    let kind = filter.kind.as_deref().and_then(|raw| {
+        check.check(
+            "kind",
+            Kind::parse(raw).ok_or_else(|| {
+                "must be welcome_email, coordinator_notice, calendar_events or charge_payment"
+                    .to_owned()
+            }),
+        )
+    });
+    let limit = check.optional(
+        "limit",
+        filter.limit.as_deref(),
+        || DEFAULT_LIMIT,
+        |raw| {
+            raw.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_LIST).contains(n))
+                .ok_or_else(|| format!("must be a whole number from 1 to {MAX_LIST}"))
+        },
+    );
+    check.finish()?;
+    let rows = state
+        .services
+        .queue
+        .list(&ctx, job_state, kind, limit.unwrap_or(DEFAULT_LIMIT))
+        .await?;
+    Ok(ApiJson(JobList {
+        items: rows.into_iter().map(Job::from).collect(),
+    }))
+}
+
+/// Give a dead job a fresh set of attempts.
+#[utoipa::path(post, path = "/api/v1/admin/jobs/{id}/retry", tag = "admin",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Job), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "The job is not dead")))]
+pub async fn retry_job(
+    State(state): State<AppState>,
+    SignedIn(ctx): SignedIn,
+    Path(id): Path<String>,
+) -> Result<ApiJson<Job>, ApiError> {
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| ApiError::NotFound("no job with that id in your co-op".into()))?;
+    let row = state.services.queue.retry(&ctx, id).await?;
+    Ok(ApiJson(Job::from(row)))
+}

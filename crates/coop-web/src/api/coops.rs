@@ -1,0 +1,81 @@
+//! `/api/v1/coops`: founding a co-op.
+
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use coop_domain::{CoordinatorInput as RawCoordinator, NewCoop, NewCoopInput};
+use coop_mechanisms::store::idempotency::Claim;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::http::json::ApiJson;
+use crate::state::AppState;
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateCoopRequest {
+    /// The co-op's name, 1–200 characters.
+    #[schema(
+        example = "Riverside Homeschool Co-op",
+        min_length = 1,
+        max_length = 200
+    )]
+    pub name: Option<String>,
+    pub coordinator: Option<CoordinatorInput>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CoordinatorInput {
+    #[schema(example = "Ada Lovelace", min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    #[schema(example = "ada@example.org", format = Email, max_length = 254)]
+    pub email: Option<String>,
+    /// 10 to 1024 characters.
+    #[schema(min_length = 10, max_length = 1024)]
+    pub password: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreateCoopResponse {
+    pub coop_id: Uuid,
+    pub coordinator_id: Uuid,
+}
+
+/// Create a co-op together with its first coordinator.
+#[utoipa::path(post, path = "/api/v1/coops", tag = "coops",
+    request_body = CreateCoopRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
+    responses(
+        (status = 201, body = CreateCoopResponse),
+        (status = 400, body = ErrorBody, description = "Malformed JSON"),
+        (status = 409, body = ErrorBody, description = "The coordinator's email is already registered"),
+        (status = 422, body = ErrorBody, description = "Missing or invalid fields"),
+        (status = 503, body = ErrorBody, description = "Too many sign-ups at once; retry shortly"),
+    ))]
+pub async fn create_coop(
+    State(state): State<AppState>,
+    claim: Option<Extension<Claim>>,
+    ApiJson(body): ApiJson<CreateCoopRequest>,
+) -> Result<(StatusCode, ApiJson<CreateCoopResponse>), ApiError> {
+    let new = NewCoop::parse(NewCoopInput {
+        name: body.name.as_deref(),
+        coordinator: body.coordinator.as_ref().map(|c| RawCoordinator {
+            name: c.name.as_deref(),
+            email: c.email.as_deref(),
+            password: c.password.as_deref(),
+        }),
+    })?;
+    let claim = claim.map(|Extension(claim)| claim);
+    let created = state
+        .services
+        .accounts
+        .create_coop(new, claim.as_ref())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(CreateCoopResponse {
+            coop_id: created.coop_id,
+            coordinator_id: created.coordinator_id,
+        }),
+    ))
+}

@@ -1,0 +1,29 @@
+//! The OpenAPI document's frame (title, tags, shared schemas) and the Swagger
+//! UI that renders it (its files are compiled in: nothing is fetched). The
+//! operations themselves are added by the route registry in `api::router`,
+//! from each handler's annotation: a route cannot be served undocumented.
+
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Coop API", description = "Co-ops, coordinators, families, enrollment, invites, calendars and payments. Times are RFC 3339 in UTC."),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    tags(
+        (name = "coops", description = "Co-ops (tenants)"),
+        (name = "auth", description = "Sessions"),
+        (name = "families", description = "Families and their enrollment"),
+        (name = "payments", description = "Charging families through the payment provider"),
+        (name = "admin", description = "Background jobs, for coordinators"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+pub fn docs_router(document: utoipa::openapi::OpenApi) -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", document))
+}

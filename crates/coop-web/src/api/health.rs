@@ -1,0 +1,142 @@
+//! Liveness, readiness, metrics and the landing page.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::assets;
+use crate::http::json::ApiJson;
+use crate::state::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "healthy")]
+    pub status: &'static str,
+    /// The instance that answered.
+    pub server: String,
+}
+
+/// Liveness: the process is up and serving HTTP.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn health(State(state): State<AppState>) -> ApiJson<Health> {
+    ApiJson(Health {
+        status: "healthy",
+        server: state.instance_id.clone(),
+    })
+}
+
+/// Readiness: 200 when the database (and Redis, when configured) answered
+/// within 1 s and the instance is not shutting down; otherwise 503.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, description = "Ready"), (status = 503, description = "Not ready; the body names what failed")))]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let report = state.readiness.check().await;
+    let mut checks = serde_json::Map::new();
+    let mut failed = Vec::new();
+    for (name, result) in report.checks {
+        match result {
+            Ok(()) => checks.insert(name.into(), json!("ok")),
+            Err(problem) => {
+                failed.push(format!("{name} {problem}"));
+                checks.insert(name.into(), json!(problem))
+            }
+        };
+    }
+    // Replicas do not decide readiness (reads fall back to the primary), but
+    // an operator sees which ones are in the read set.
+    if !report.replicas.is_empty() {
+        let set: serde_json::Map<String, serde_json::Value> = report
+            .replicas
+            .into_iter()
+            .map(|(name, healthy)| {
+                (
+                    name,
+                    json!(if healthy { "ok" } else { "out of the read set" }),
+                )
+            })
+            .collect();
+        checks.insert("replicas".into(), serde_json::Value::Object(set));
+    }
+    if state.is_draining() {
+        failed.push("the instance is shutting down".to_owned());
+        checks.insert("shutdown".into(), json!("draining"));
+    }
+
+    if failed.is_empty() {
+        (
+            StatusCode::OK,
+            axum::Json(json!({"status": "ready", "server": state.instance_id, "checks": checks})),
+        )
+            .into_response()
+    } else {
+        let body = json!({
+            "status": "not_ready",
+            "server": state.instance_id,
+            "checks": checks,
+            "error": {"code": "not_ready", "message": format!("not ready: {}", failed.join("; "))},
+        });
+        let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+    }
+}
+
+/// Prometheus exposition text.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    state.services.record_metrics().await;
+    state.metrics.run_upkeep();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// What this server is, for a person who opens it in a browser.
+pub async fn home(State(state): State<AppState>) -> Html<String> {
+    const STYLESHEET: &str = assets::url("coop.css");
+    const ICON: &str = assets::url("favicon.svg");
+    let version = env!("CARGO_PKG_VERSION");
+    let tier = state.tier;
+    let cache = state.cache;
+    let instance = html_escape(&state.instance_id);
+    Html(format!(
+        r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Coop {version}</title>
+<link rel="stylesheet" href="{STYLESHEET}">
+<link rel="icon" href="{ICON}" type="image/svg+xml">
+</head>
+<body>
+<h1>Coop</h1>
+<p>The platform for homeschool co-ops: co-ops, coordinators, families and enrollment.</p>
+<ul>
+<li>Version: <code>{version}</code></li>
+<li>Tier: <code>{tier}</code></li>
+<li>Cache: <code>{cache}</code></li>
+<li>Instance: <code>{instance}</code></li>
+</ul>
+<p>Start by creating a co-op with <code>POST /api/v1/coops</code>; the
+<a href="/docs">API documentation</a> lists every endpoint and lets you try them.
+Operators: <a href="/metrics">metrics</a>, <a href="/health">health</a>, <a href="/ready">readiness</a>.</p>
+</body>
+</html>
+"#
+    ))
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

@@ -1,0 +1,86 @@
+//! The HTTP API: one module per resource. Every API route is registered once,
+//! here, through utoipa-axum's `routes!`, which takes the path and method from
+//! the handler's `#[utoipa::path]` annotation and adds the operation to the
+//! OpenAPI document: a route cannot be served without being documented.
+
+pub mod admin;
+pub mod auth;
+pub mod calendar;
+pub mod coops;
+pub mod docs;
+pub mod families;
+pub mod health;
+mod ical;
+pub mod invites;
+pub mod payments;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::get;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::http::{MAX_BODY_BYTES, fallback, idempotency, metrics, read_after, timeout};
+use crate::state::AppState;
+
+/// The API's routes and the OpenAPI document that describes them.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .routes(routes!(coops::create_coop))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(invites::accept_invite))
+        .routes(routes!(families::list_families, families::create_family))
+        .routes(routes!(
+            families::get_family,
+            families::update_family,
+            families::delete_family
+        ))
+        .routes(routes!(calendar::family_calendar))
+        .routes(routes!(payments::list_payments, payments::create_payment))
+        .routes(routes!(payments::get_payment))
+        .routes(routes!(admin::list_jobs))
+        .routes(routes!(admin::retry_job))
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+        .routes(routes!(health::metrics))
+        .split_for_parts()
+}
+
+/// The whole application. Layers listed later wrap the ones listed earlier.
+pub fn router(state: AppState) -> Router {
+    let (api, document) = api();
+    let api = api
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotency,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            read_after::track,
+        ));
+
+    Router::new()
+        .route("/", get(health::home))
+        .route("/accept-invite", get(invites::accept_invite_page))
+        .route("/static/{name}", get(crate::assets::serve))
+        .merge(api)
+        .merge(docs::docs_router(document))
+        .fallback(fallback::not_found)
+        .method_not_allowed_fallback(fallback::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            timeout::limit,
+        ))
+        .layer(middleware::from_fn(metrics::track_requests))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}

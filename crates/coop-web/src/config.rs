@@ -1,0 +1,214 @@
+//! One typed configuration, filled from flags and `COOP_*` environment
+//! variables, in sections: each mechanism is given only its own. Every value is
+//! checked here, at start, so a typo stops the process with a message naming
+//! the variable instead of surfacing later as a strange failure. Values that
+//! may hold secrets (URLs with passwords) are never printed, neither by
+//! `--help` nor in errors.
+//!
+//! Fault injection and benchmark variants are not settings: see `knobs`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use coop_mechanisms::cache::CacheSettings;
+use coop_mechanisms::jobs::JobSettings;
+use coop_mechanisms::providers::ProviderSettings;
+use coop_mechanisms::shared_state::RedisSettings;
+use coop_mechanisms::store::{DatabaseSettings, DatabaseUrl};
+use coop_runtime::telemetry::LogFormat;
+use coop_runtime::values::{parse_bool, parse_duration};
+use coop_services::AccountSettings;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    #[command(flatten, next_help_heading = "HTTP server")]
+    pub http: HttpSettings,
+    #[command(flatten, next_help_heading = "Database")]
+    pub database: DatabaseSettings,
+    #[command(flatten, next_help_heading = "Shared state (Redis)")]
+    pub redis: RedisSettings,
+    #[command(flatten, next_help_heading = "Cache")]
+    pub cache: CacheSettings,
+    #[command(flatten, next_help_heading = "Accounts and sessions")]
+    pub accounts: AccountSettings,
+    #[command(flatten, next_help_heading = "Background jobs")]
+    pub jobs: JobSettings,
+    #[command(flatten, next_help_heading = "Email and payments")]
+    pub providers: ProviderSettings,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HttpSettings {
+    /// Address and port to serve on.
+    #[arg(long = "listen", env = "COOP_LISTEN", value_name = "COOP_LISTEN",
+          default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+    pub listen: SocketAddr,
+
+    /// Name reported by `/health` and in metrics. Default: host:port.
+    #[arg(
+        long = "instance-id",
+        env = "COOP_INSTANCE_ID",
+        value_name = "COOP_INSTANCE_ID"
+    )]
+    pub instance_id: Option<String>,
+
+    /// Log format.
+    #[arg(
+        long = "log",
+        env = "COOP_LOG",
+        value_name = "COOP_LOG",
+        default_value = "pretty"
+    )]
+    pub log: LogFormat,
+
+    /// Longest a request may run; past it the request is answered 503 and its
+    /// work abandoned (rolled back unless it had committed). It bounds how long
+    /// an Idempotency-Key reservation can be held by a live request.
+    #[arg(long = "request-timeout", env = "COOP_REQUEST_TIMEOUT",
+          value_name = "COOP_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// How long an in-flight Idempotency-Key reservation belongs to its request;
+    /// after that a repeat takes it over (its instance is presumed dead). Must
+    /// exceed COOP_REQUEST_TIMEOUT. Default: COOP_REQUEST_TIMEOUT + 5s.
+    #[arg(long = "idempotency-lease", env = "COOP_IDEMPOTENCY_LEASE",
+          value_name = "COOP_IDEMPOTENCY_LEASE", value_parser = parse_duration)]
+    pub idempotency_lease: Option<Duration>,
+
+    /// Mark the session cookie `Secure` (set when TLS terminates in front of Coop).
+    #[arg(long = "secure-cookies", env = "COOP_SECURE_COOKIES", value_name = "COOP_SECURE_COOKIES",
+          default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub secure_cookies: bool,
+
+    /// After SIGTERM, keep serving (with `/ready` at 503) this long, so load
+    /// balancers notice before the listener closes.
+    #[arg(long = "drain-delay", env = "COOP_DRAIN_DELAY", value_name = "COOP_DRAIN_DELAY",
+          default_value = "0s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+
+    /// Longest wait for in-flight requests (and, for a worker, running jobs) to
+    /// finish at shutdown.
+    #[arg(long = "shutdown-timeout", env = "COOP_SHUTDOWN_TIMEOUT",
+          value_name = "COOP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// Default lease beyond the request timeout: room for clock differences between
+/// instances (each compares its own clock with a lease another one wrote).
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+impl Config {
+    pub fn tier(&self) -> &'static str {
+        match self.database.database() {
+            DatabaseUrl::Sqlite(_) => "embedded (SQLite)",
+            DatabaseUrl::Postgres(_) if self.redis.redis_url.is_some() => {
+                "distributed (PostgreSQL + Redis)"
+            }
+            DatabaseUrl::Postgres(_) => "PostgreSQL (no Redis: caching off)",
+        }
+    }
+
+    /// Whether `coop serve` runs the job queue itself.
+    pub fn serve_runs_jobs(&self) -> bool {
+        self.jobs.run_jobs.unwrap_or(self.database.is_embedded())
+    }
+
+    /// See `idempotency_lease`: the lease outlasts any live request, so a
+    /// reservation whose lease passed belongs to a request that is gone.
+    pub fn idempotency_lease(&self) -> Duration {
+        self.http
+            .idempotency_lease
+            .unwrap_or(self.http.request_timeout + LEASE_MARGIN)
+    }
+
+    /// Checks the settings that constrain each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.idempotency_lease() <= self.http.request_timeout {
+            return Err(format!(
+                "COOP_IDEMPOTENCY_LEASE ({:?}) must be longer than COOP_REQUEST_TIMEOUT ({:?}): \
+                 a request still running must never lose its Idempotency-Key to a repeat",
+                self.idempotency_lease(),
+                self.http.request_timeout
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn instance_id(&self, bound: SocketAddr) -> String {
+        self.http.instance_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .or_else(|| {
+                    std::fs::read_to_string("/etc/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_owned())
+                })
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| bound.ip().to_string());
+            format!("{host}:{}", bound.port())
+        })
+    }
+}
+
+fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    value.parse().map_err(|_| {
+        format!("COOP_LISTEN expects address:port such as 127.0.0.1:8080, got {value:?}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        <Cli as clap::Parser>::try_parse_from(std::iter::once("coop").chain(args.iter().copied()))
+            .map(|cli| cli.config)
+    }
+
+    #[test]
+    fn the_idempotency_lease_outlasts_the_request_timeout() {
+        let default = parse(&["--request-timeout", "20s"]).unwrap();
+        assert_eq!(default.idempotency_lease(), Duration::from_secs(25));
+        assert!(default.validate().is_ok());
+        let too_short = parse(&["--request-timeout", "20s", "--idempotency-lease", "20s"]).unwrap();
+        let err = too_short.validate().unwrap_err();
+        assert!(err.contains("COOP_IDEMPOTENCY_LEASE"), "{err}");
+    }
+
+    #[test]
+    fn bad_listen_address_names_the_variable() {
+        let err = parse_listen("localhost").unwrap_err();
+        assert!(err.contains("COOP_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn help_groups_settings_and_shows_no_secret() {
+        // SAFETY (edition 2024): tests in this module do not read the
+        // environment concurrently with this write.
+        unsafe { std::env::set_var("COOP_DATABASE_URL", "postgres://coop:hunter2@db/coop") };
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        unsafe { std::env::remove_var("COOP_DATABASE_URL") };
+        assert!(!help.contains("hunter2"), "{help}");
+        for heading in ["HTTP server", "Database", "Cache", "Background jobs"] {
+            assert!(help.contains(heading), "no {heading} section in\n{help}");
+        }
+        for knob in [
+            "fill-delay",
+            "save-delay",
+            "jobs-inline",
+            "read-your-writes",
+        ] {
+            assert!(!help.contains(knob), "{knob} is a test knob, not a setting");
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Builds the application from a configuration and runs it until a shutdown
+//! signal. `main` and the tests both go through here, so tests exercise exactly
+//! what production runs: mechanisms first (chosen by the configuration), then
+//! the services on them, then the faces.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::serve::ListenerExt;
+use coop_mechanisms::cache::Cache;
+use coop_mechanisms::data::Data;
+use coop_mechanisms::hashing::Hasher;
+use coop_mechanisms::health::Readiness;
+use coop_mechanisms::jobs::worker::{Worker, WorkerConfig};
+use coop_mechanisms::shared_state::Redis;
+use coop_mechanisms::store::Db;
+use coop_mechanisms::store::replicas::ReplicaSet;
+use coop_runtime::prometheus_handle;
+use coop_services::jobs::{Effects, InlineJobs};
+use coop_services::{Parts, Services, record_queue_metrics};
+use tokio::net::TcpListener;
+
+use crate::api;
+use crate::config::Config;
+use crate::knobs::TestKnobs;
+use crate::state::{AppState, Inner};
+
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    router: Router,
+    state: AppState,
+    /// What `coop serve` runs beside HTTP: the job queue on the embedded tier.
+    worker: Option<Worker<Effects>>,
+}
+
+impl Application {
+    /// Connects to the database (migrating it) and Redis, and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, TestKnobs::default()).await
+    }
+
+    /// [`Application::build`] with fault injection or a benchmark variant:
+    /// for tests and benchmarks only (see `knobs`).
+    pub async fn build_with(config: Config, knobs: TestKnobs) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        // The recorder first, so every metric recorded from here on is kept.
+        let metrics = prometheus_handle();
+        let db = Db::connect(&config.database).await?;
+        db.migrate().await?;
+        let redis = match &config.redis.redis_url {
+            Some(url) => Some(Redis::connect(url).await?),
+            None => None,
+        };
+        let cache = build_cache(&config, &db, redis.as_ref(), &knobs);
+        let replicas = ReplicaSet::new(&config.database, &db)?;
+        if let Some(replicas) = &replicas {
+            tokio::spawn(replicas.clone().monitor());
+        }
+        let data = Data::new(db.clone(), replicas.clone(), cache.clone());
+
+        let listener = TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("could not listen on {} (COOP_LISTEN)", config.http.listen))?;
+        let address = listener.local_addr()?;
+        let instance_id = config.instance_id(address);
+        let effects = Arc::new(Effects::new(
+            &config.providers,
+            &config.accounts,
+            &config.database.data_dir,
+            db.clone(),
+            address,
+        )?);
+        let worker_config = WorkerConfig::new(&config.jobs, config.http.shutdown_timeout);
+        let inline_jobs = knobs.jobs_inline.then(|| {
+            Arc::new(InlineJobs::new(
+                db.clone(),
+                effects.clone(),
+                worker_config.clone(),
+            ))
+        });
+        let services = Arc::new(Services::new(Parts {
+            data,
+            session_ttl: config.accounts.session_ttl,
+            hasher: Hasher::default(),
+            job_max_attempts: config.jobs.job_max_attempts,
+            payments_configured: config.providers.payments_url.is_some(),
+            idempotency_lease: config.idempotency_lease(),
+            inline_jobs,
+        }));
+        let worker = config.serve_runs_jobs().then(|| {
+            tracing::info!(mail = %effects.mailer.describe(), "running background jobs in this process");
+            Worker::new(db.clone(), effects.clone(), worker_config)
+        });
+        metrics::gauge!(
+            "coop_info",
+            "version" => env!("CARGO_PKG_VERSION"),
+            "server" => instance_id.clone(),
+            "backend" => db.backend(),
+        )
+        .set(1.0);
+        let state = AppState::new(Inner {
+            services,
+            readiness: Readiness::new(db, redis, replicas),
+            tier: config.tier(),
+            cache: cache.describe(),
+            max_replica_lag: config.database.max_replica_lag,
+            http: config.http,
+            knobs,
+            instance_id,
+            metrics,
+            draining: Default::default(),
+        });
+        let router = api::router(state.clone());
+        Ok(Self {
+            listener,
+            address,
+            router,
+            state,
+            worker,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then: `/ready` turns 503 at once, the
+    /// listener keeps accepting for the drain delay (so load balancers notice),
+    /// in-flight requests get up to the shutdown timeout to finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            state,
+            worker,
+            ..
+        } = self;
+        let drain_delay = state.http.drain_delay;
+        let shutdown_timeout = state.http.shutdown_timeout;
+        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+
+        let draining_state = state.clone();
+        let graceful = async move {
+            shutdown.await;
+            draining_state.start_draining();
+            let _ = stopping_tx.send(true);
+            tracing::info!(?drain_delay, "shutdown requested: draining");
+            tokio::time::sleep(drain_delay).await;
+        };
+        state.services.spawn_housekeeping();
+        let worker = worker.map(|worker| {
+            let mut stopping = stopping_rx.clone();
+            tokio::spawn(worker.run(async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            }))
+        });
+
+        // Small JSON answers suffer badly from Nagle's algorithm: axum::serve does
+        // not disable it, so we do.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
+        let deadline = async move {
+            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(drain_delay + shutdown_timeout).await;
+        };
+        tokio::select! {
+            result = server => result.context("serving HTTP")?,
+            () = deadline => tracing::warn!(?shutdown_timeout, "in-flight requests did not finish in time"),
+        }
+        if let Some(worker) = worker {
+            // It stopped claiming when shutdown began; let it finish or release.
+            let _ = worker.await;
+        }
+        state.services.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Which cache tiers this configuration can keep coherent.
+fn build_cache(config: &Config, db: &Db, redis: Option<&Redis>, knobs: &TestKnobs) -> Cache {
+    let fill_delay = knobs.cache_fill_delay;
+    match (config.cache.cache, db, redis) {
+        (false, _, _) => Cache::disabled(),
+        (true, _, Some(redis)) => Cache::shared(
+            &config.cache,
+            fill_delay,
+            redis.client.clone(),
+            redis.conn.clone(),
+        ),
+        (true, Db::Sqlite(..), None) => Cache::local(&config.cache, fill_delay),
+        (true, Db::Postgres(..), None) => {
+            // Several instances may share this database, and without Redis there
+            // is no way to tell the others about a write: cache nothing.
+            tracing::warn!(
+                "caching is off: PostgreSQL without COOP_REDIS_URL has no invalidation channel"
+            );
+            Cache::disabled()
+        }
+    }
+}
+
+/// `coop worker`: runs background jobs until `shutdown`, serving `/health` and
+/// `/metrics` on COOP_WORKER_LISTEN for probes and scrapers.
+pub async fn run_worker(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = prometheus_handle();
+    let db = Db::connect(&config.database).await?;
+    db.migrate().await?;
+    // Links in emails point at the HTTP instances, which share this configuration.
+    let effects = Arc::new(Effects::new(
+        &config.providers,
+        &config.accounts,
+        &config.database.data_dir,
+        db.clone(),
+        config.http.listen,
+    )?);
+    let listener = TcpListener::bind(config.jobs.worker_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "could not listen on {} (COOP_WORKER_LISTEN)",
+                config.jobs.worker_listen
+            )
+        })?;
+    let address = listener.local_addr()?;
+    tracing::info!(
+        %address,
+        concurrency = config.jobs.worker_concurrency,
+        mail = %effects.mailer.describe(),
+        "Coop worker is running; health and metrics on http://{address}/"
+    );
+    let probes = worker_probes(db.clone(), metrics);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move {
+        let mut stop_rx = stop_rx;
+        axum::serve(listener, probes)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    let worker_config = WorkerConfig::new(&config.jobs, config.http.shutdown_timeout);
+    Worker::new(db.clone(), effects, worker_config)
+        .run(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    db.close().await;
+    Ok(())
+}
+
+fn worker_probes(db: Db, metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
+    use axum::routing::get;
+    Router::new()
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok", "role": "worker" })) }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let db = db.clone();
+                let metrics = metrics.clone();
+                async move {
+                    record_queue_metrics(&db).await;
+                    db.record_pool_metrics();
+                    metrics.run_upkeep();
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+}
+
+/// `coop migrate`: applies pending migrations and exits.
+pub async fn migrate(config: &Config) -> anyhow::Result<&'static str> {
+    let db = Db::connect(&config.database).await?;
+    db.migrate().await?;
+    let backend = db.backend();
+    db.close().await;
+    Ok(backend)
+}

@@ -1,0 +1,59 @@
+//! What every handler can reach: the services, and what the HTTP layer itself
+//! needs (its settings, the instance's name, readiness). Built once at
+//! start-up; handlers never ask which tier they run on.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use coop_mechanisms::health::Readiness;
+use coop_services::Services;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::HttpSettings;
+use crate::knobs::TestKnobs;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub services: Arc<Services>,
+    /// The dependencies `/ready` asks.
+    pub readiness: Readiness,
+    pub http: HttpSettings,
+    pub knobs: TestKnobs,
+    /// How far behind a replica may fall (read-your-writes cookies live twice
+    /// as long, and the `sticky` variant pins this long).
+    pub max_replica_lag: Duration,
+    pub instance_id: String,
+    /// For the landing page: which tier and cache this instance runs.
+    pub tier: &'static str,
+    pub cache: &'static str,
+    pub metrics: PrometheusHandle,
+    /// Set once shutdown begins; starts false.
+    pub draining: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    /// From now on `/ready` answers 503, so load balancers stop sending work.
+    pub fn start_draining(&self) {
+        self.0.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::SeqCst)
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -1,3 +1,0 @@
-//! Protection around calls to external providers (SMTP, payments).
-
-pub mod breaker;
