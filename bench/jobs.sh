@@ -9,7 +9,7 @@
 #   bench/jobs.sh
 #
 # One run:
-#   1. build (cargo build --release --bin coop --example smtp_sink), create a
+#   1. build (cargo build --release --features test-knobs --bin coop --example smtp_sink), create a
 #      fresh PostgreSQL database coop_jobs_bench_<random>, start `coop serve`
 #      once, create a co-op and log its coordinator in (bench/seed.py, one family);
 #   2. (a) `coop serve` with COOP_RUN_JOBS=off COOP_JOBS_INLINE=off: each
@@ -535,8 +535,8 @@ if [[ "${SKIP_BUILD:-0}" == 1 ]]; then
     log "SKIP_BUILD=1: using $COOP_BIN and $SINK_BIN as they are"
     rev="$rev (SKIP_BUILD=1: the binaries may be older than this source)"
 else
-    log "cargo build --release --bin coop --example smtp_sink (target dir: $TARGET_DIR)"
-    (cd "$REPO_DIR" && cargo build --release --bin coop --example smtp_sink) || die "cargo build --release failed"
+    log "cargo build --release --features test-knobs --bin coop --example smtp_sink (target dir: $TARGET_DIR)"
+    (cd "$REPO_DIR" && cargo build --release --features test-knobs --bin coop --example smtp_sink) || die "cargo build --release failed"
 fi
 [[ -x "$COOP_BIN" ]] || die "no binary at $COOP_BIN"
 [[ -x "$SINK_BIN" ]] || die "no binary at $SINK_BIN"

@@ -8,7 +8,8 @@
 #   bench/replicas.sh
 #
 # One run:
-#   1. build (cargo build --release --bin coop), start the cluster (primary +
+#   1. build (cargo build --release --features test-knobs --bin coop: the sticky
+#      variant is read only by such a build), start the cluster (primary +
 #      2 replicas, for the whole run), create the database coop_bench, seed
 #      FAMILIES families through a Coop on the primary (bench/seed.py),
 #      VACUUM ANALYZE, and wait until both replicas have replayed it all;
@@ -565,8 +566,8 @@ if [[ "${SKIP_BUILD:-0}" == 1 ]]; then
     log "SKIP_BUILD=1: using $COOP_BIN as is"
     rev="$rev (SKIP_BUILD=1: the binary may be older than this source)"
 else
-    log "cargo build --release --bin coop (target dir: $TARGET_DIR)"
-    (cd "$REPO_DIR" && timeout 3600 cargo build --release --bin coop) || die "cargo build --release failed"
+    log "cargo build --release --features test-knobs --bin coop (target dir: $TARGET_DIR)"
+    (cd "$REPO_DIR" && timeout 3600 cargo build --release --features test-knobs --bin coop) || die "cargo build --release failed"
 fi
 [[ -x "$COOP_BIN" ]] || die "no binary at $COOP_BIN"
 

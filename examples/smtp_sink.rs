@@ -1,4 +1,4 @@
-//! The tests' SMTP sink (tests/api/smtp_sink.rs) as a process, for
+//! The tests' SMTP sink (tests/api/support/fakes/smtp_sink.rs) as a process, for
 //! bench/jobs.sh: it accepts every message on the given loopback address and,
 //! when stopped, reports what it received.
 //!
@@ -16,7 +16,7 @@
 // The test module carries helpers this process does not call; allowing dead
 // code here keeps the module itself free of allows for the tests' sake.
 #[allow(dead_code)]
-#[path = "../tests/api/smtp_sink.rs"]
+#[path = "../tests/api/support/fakes/smtp_sink.rs"]
 mod smtp_sink;
 
 use std::io::Write;

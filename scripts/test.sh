@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite. Unit tests plus black-box HTTP tests against both tiers:
-# a fresh SQLite file per test, and a fresh PostgreSQL database per test with
-# Redis. PostgreSQL and Redis are found at 127.0.0.1:5432 / :6379, or at
-# COOP_TEST_DATABASE_URL / COOP_TEST_REDIS_URL. Missing services fail the run
-# with a message naming them; nothing is skipped.
+# The whole test suite. Unit tests of every crate plus black-box HTTP tests
+# against both tiers: a fresh SQLite file per test, and a fresh PostgreSQL
+# database per test with Redis. PostgreSQL and Redis are found at
+# 127.0.0.1:5432 / :6379, or at COOP_TEST_DATABASE_URL / COOP_TEST_REDIS_URL.
+# Missing services fail the run with a message naming them; nothing is skipped:
+# the `full-suite` feature turns on the minutes-long suites (coop cluster,
+# streaming replicas, killed processes) that a plain `cargo test` leaves out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,4 +49,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 1
 fi
 
-exec cargo test --locked "$@"
+exec cargo test --locked --workspace --features full-suite "$@"

@@ -139,7 +139,7 @@ def check_schemas(docs, versions: list[str]) -> list[str]:
 # ------------------------------------------------------------ consistency
 
 def parse_duration(value: str) -> float:
-    """Coop's duration syntax (src/config.rs parse_duration), in seconds."""
+    """Coop's duration syntax (coop_runtime::values::parse_duration), in seconds."""
     m = re.fullmatch(r"(\d+)(ms|s|m|h|d)?", value.strip())
     if not m:
         raise ValueError(f"not a Coop duration: {value!r}")
@@ -147,25 +147,36 @@ def parse_duration(value: str) -> float:
     return int(m.group(1)) * unit
 
 
+def rust_sources(repo: Path):
+    """The Rust sources of `coop serve`: the binary and every crate but the
+    operations crate (its control API belongs to `coop cluster`, a single-host
+    supervisor that Kubernetes replaces)."""
+    roots = [repo / "src"] + [
+        c / "src" for c in sorted((repo / "crates").iterdir()) if c.name != "coop-ops"
+    ]
+    for root in roots:
+        if root.is_dir():
+            yield from root.rglob("*.rs")
+
+
 def coop_env_names(repo: Path) -> set[str]:
-    """Every COOP_* variable Coop reads: the `env = "COOP_..."` of its clap
+    """Every COOP_* setting Coop reads: the `env = "COOP_..."` of its clap
     arguments, wherever they are declared."""
     names = set()
-    for path in (repo / "src").rglob("*.rs"):
+    for path in rust_sources(repo):
         names.update(re.findall(r'env\s*=\s*"(COOP_[A-Z0-9_]+)"', path.read_text()))
     return names
 
 
 def coop_routes(repo: Path) -> set[str]:
-    """The paths Coop's routers declare (and the API docs' mount point).
-    src/cluster is left out: its control API belongs to `coop cluster`, a
-    single-host supervisor that Kubernetes replaces, not to `coop serve`."""
+    """The paths Coop's routers declare: plain routes, API operations (their
+    `#[utoipa::path(..., path = "...")]`, which the route registry serves) and
+    the API docs' mount point."""
     routes = set()
-    for path in (repo / "src").rglob("*.rs"):
-        if (repo / "src" / "cluster") in path.parents:
-            continue
+    for path in rust_sources(repo):
         text = path.read_text()
         routes.update(re.findall(r'\.route\(\s*"(/[^"]*)"', text))
+        routes.update(re.findall(r'#\[utoipa::path\([^\]]*?\bpath\s*=\s*"(/[^"]*)"', text, re.S))
         routes.update(re.findall(r'SwaggerUi::new\(\s*"(/[^"]*)"', text))
     return routes
 
@@ -250,7 +261,7 @@ def check_consistency(m: Manifests) -> list[str]:
             for var in sorted(env):
                 if var not in known_env:
                     err(f"Deployment/{name}: sets {var}, which Coop does not read "
-                        "(no `env = \"{var}\"` in src/)".replace("{var}", var))
+                        "(no `env = \"{var}\"` in its sources)".replace("{var}", var))
                 elif f"`{var}`" not in readme:
                     err(f"Deployment/{name}: sets {var}, missing from README.md's configuration table")
             # The listen addresses and the declared ports must agree, or the

@@ -2,7 +2,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::both_tiers;
-use crate::helpers::{Tier, spawn_app, spawn_app_on};
+use crate::support::{Tier, spawn_app, spawn_app_on};
 
 both_tiers!(
     login_sets_a_safe_cookie_and_me_answers,
@@ -131,7 +131,7 @@ async fn login_requires_both_fields(tier: Tier) {
 
 #[tokio::test]
 async fn cookies_are_secure_when_configured() {
-    let backing = crate::helpers::Backing::new(Tier::Sqlite).await;
+    let backing = crate::support::Backing::new(Tier::Sqlite).await;
     let app = spawn_app_on(backing, &["--secure-cookies", "true"]).await;
     let c = app.coordinator().await;
     let login = app.login(&c.email, &c.password).await;

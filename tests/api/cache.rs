@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backing, Endpoint, PrivateRedis, Tier, spawn_app_on, spawn_process};
+use crate::support::{Backing, Endpoint, PrivateRedis, Tier, spawn_app_on, spawn_process};
 
 fn family_path(family: &Value) -> String {
     format!("/api/v1/families/{}", family["family_id"].as_str().unwrap())
@@ -101,7 +101,7 @@ async fn a_slow_reader_cannot_put_back_an_old_value(tier: Tier) {
             c.coop_id,
             family["family_id"].as_str().unwrap()
         );
-        let client = redis::Client::open(crate::helpers::redis_url()).unwrap();
+        let client = redis::Client::open(crate::support::redis_url()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let cached: Option<String> = redis::cmd("GET")
             .arg(&key)

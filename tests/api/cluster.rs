@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::helpers::{Endpoint, TestDatabase, client, free_port, redis_url};
+use crate::support::{Endpoint, TestDatabase, client, free_port, redis_url};
 
 struct TestCluster {
     endpoint: Endpoint,

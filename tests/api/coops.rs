@@ -2,7 +2,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::both_tiers;
-use crate::helpers::{PASSWORD, Tier, spawn_app};
+use crate::support::{PASSWORD, Tier, spawn_app};
 
 both_tiers!(
     creating_a_coop_returns_its_ids,

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_tiers;
-use crate::helpers::{Tier, spawn_app};
+use crate::support::{Tier, spawn_app};
 
 both_tiers!(
     families_can_be_created_read_updated_and_deleted,

@@ -4,9 +4,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::both_tiers;
-use crate::helpers::{
+use crate::support::{
     Backing, Coordinator, Endpoint, PASSWORD, TestResponse, Tier, spawn_app, spawn_app_on,
-    spawn_process,
 };
 
 both_tiers!(
@@ -17,7 +16,7 @@ both_tiers!(
     unauthenticated_posts_are_idempotent_too,
 );
 
-async fn family_count(app: &crate::helpers::TestApp, session: &str) -> usize {
+async fn family_count(app: &crate::support::TestApp, session: &str) -> usize {
     let page = app
         .get("/api/v1/families?limit=200")
         .session(session)
@@ -603,8 +602,13 @@ async fn concurrent_takeovers_run_the_work_once(tier: Tier) {
 /// The scenario with a real process and a real SIGKILL: the instance
 /// dies after committing an enrollment and before answering; the client's
 /// retry, on another instance, gets that family, and nothing is enrolled twice.
+// The doomed process is held between commit and save by a test knob, which
+// only a binary built with `test-knobs` reads.
+#[cfg(feature = "test-knobs")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_whose_instance_is_killed_after_commit_is_answered_by_another() {
+    use crate::support::spawn_process;
+
     let backing = Backing::new(Tier::Postgres).await;
     // The kill comes well before the request timeout would abandon the request.
     let timeouts = [
@@ -629,7 +633,7 @@ async fn a_post_whose_instance_is_killed_after_commit_is_answered_by_another() {
         let address = doomed.address.clone();
         let (session, body) = (c.session.clone(), body.clone());
         tokio::spawn(async move {
-            crate::helpers::client()
+            crate::support::client()
                 .post(format!("{address}/api/v1/families"))
                 .header("cookie", format!("coop_session={session}"))
                 .header("idempotency-key", "killed-mid-request")
@@ -677,7 +681,7 @@ async fn work_under_a_lost_claim_cannot_commit(tier: Tier) {
     let raw = Raw::open(&backing).await;
     let c = app.coordinator().await;
     let db =
-        coop_mechanisms::store::Db::connect(&crate::helpers::config_from(&backing.args()).database)
+        coop_mechanisms::store::Db::connect(&crate::support::config_from(&backing.args()).database)
             .await
             .expect("connect");
     let coop_id = uuid::Uuid::parse_str(&c.coop_id).unwrap();

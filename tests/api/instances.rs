@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{Backing, Tier, spawn_app, spawn_app_on};
+use crate::support::{Backing, Tier, spawn_app, spawn_app_on};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_from_one_instance_works_on_another_and_survives_its_restart() {

@@ -11,9 +11,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Backing, PASSWORD, TestApp, Tier, eventually, spawn_app_on, spawn_worker};
-use crate::payment_provider::PaymentProvider;
-use crate::smtp_sink::{ReceivedMail, SmtpSink};
+use crate::support::fakes::payment_provider::PaymentProvider;
+use crate::support::fakes::smtp_sink::{ReceivedMail, SmtpSink};
+use crate::support::{Backing, PASSWORD, TestApp, Tier, eventually, spawn_app_on, spawn_worker};
 
 /// Fast retries and polling, so tests take seconds.
 const FAST: &[&str] = &[

@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 
 use crate::both_tiers;
-use crate::helpers::{Backing, Tier, spawn_app, spawn_app_on};
+use crate::support::{Backing, Tier, spawn_app, spawn_app_on};
 
 both_tiers!(
     health_names_the_instance,

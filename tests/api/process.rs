@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::helpers::free_port;
+use crate::support::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_coop");
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backing, Coordinator, Endpoint, ProcessApp, redis_url, spawn_process};
+use crate::support::{Backing, Coordinator, Endpoint, ProcessApp, redis_url, spawn_process};
 
 /// A primary and replicas of the test's own, removed when dropped.
 struct Cluster {
@@ -145,7 +145,7 @@ impl Drop for Cluster {
 /// A base port with `count` free ports after it.
 fn free_port_run(count: u16) -> u16 {
     loop {
-        let base = crate::helpers::free_port();
+        let base = crate::support::free_port();
         if base > 60000 {
             continue;
         }
@@ -191,7 +191,7 @@ async fn rename(
     session: &str,
     family: &Value,
     name: &str,
-) -> crate::helpers::TestResponse {
+) -> crate::support::TestResponse {
     app.put(
         &format!("/api/v1/families/{}", family["family_id"].as_str().unwrap()),
         &json!({"family_name": name, "email": family["email"]}),

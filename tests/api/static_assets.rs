@@ -8,7 +8,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{TestApp, Tier, spawn_app};
+use crate::support::{TestApp, Tier, spawn_app};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
