@@ -297,7 +297,7 @@ def evaluate(prom, where, expr, known, variables):
 def run_check(prom, dashboard, rule_files, extra, quiet=False, structure=True):
     known = set(http_json(f"{prom}/api/v1/label/__name__/values")["data"])
     failures, total, empty = [], 0, 0
-    lines = []
+    lines, empty_data = [], []
 
     queries = dashboard_queries(dashboard) if dashboard else []
     if dashboard and structure:
@@ -321,6 +321,8 @@ def run_check(prom, dashboard, rule_files, extra, quiet=False, structure=True):
         ok, msg = evaluate(prom, where, expr, known, GRAFANA_VARIABLES)
         if ok and msg.split(": ")[-1].startswith("0 series"):
             empty += 1
+            if not where.startswith("alert "):
+                empty_data.append(where)
         lines.append(msg)
         if not ok:
             failures.append(msg)
@@ -330,6 +332,8 @@ def run_check(prom, dashboard, rule_files, extra, quiet=False, structure=True):
         for f in failures:
             if f not in lines:
                 print(f)
+        for where in empty_data:
+            print(f"note: {where} returned no series (valid, but nothing to show in this run)")
     passed = total - sum(1 for line in lines if line.startswith("FAIL"))
     return failures, total, passed, empty
 
@@ -338,7 +342,7 @@ def cmd_check(args):
     failures, total, passed, empty = run_check(
         args.prometheus, args.dashboard, args.rule_file, args.query)
     print(f"check: {total} queries against {len(set(http_json(args.prometheus + '/api/v1/label/__name__/values')['data']))} "
-          f"metric names; {total - empty} returned series, {empty} returned none (an alert that is not firing)")
+          f"metric names; {total - empty} returned series, {empty} returned none (alerts not firing, or no data)")
     print(f"check: {passed} passed, {len(failures)} failed")
     if failures:
         print("check: FAILED:", file=sys.stderr)
