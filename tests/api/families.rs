@@ -35,11 +35,8 @@ async fn families_can_be_created_read_updated_and_deleted(tier: Tier) {
     assert_eq!(family["enrollment_date"], "2026-09-01");
     assert_eq!(family["coop_id"], c.coop_id.as_str());
     assert_eq!(family["version"], 1);
-    assert!(
-        family["created_at"]
-            .as_str()
-            .is_some_and(|t| t.contains('T'))
-    );
+    crate::support::assert_utc_time(&family["created_at"], "created_at");
+    crate::support::assert_utc_time(&family["updated_at"], "updated_at");
     assert_eq!(
         created.header("location"),
         Some(format!("/api/v1/families/{id}").as_str())

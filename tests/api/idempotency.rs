@@ -499,6 +499,8 @@ async fn a_takeover_answers_with_the_payment_the_dead_request_created(tier: Tier
     let payment = answered.json();
     assert_eq!(payment["amount_cents"], 12_500);
     assert_eq!(payment["state"], "pending");
+    crate::support::assert_utc_time(&payment["created_at"], "created_at");
+    crate::support::assert_utc_time(&payment["updated_at"], "updated_at");
     assert_eq!(
         answered.header("location"),
         Some(format!("{path}/{}", payment["payment_id"].as_str().unwrap()).as_str())

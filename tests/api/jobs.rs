@@ -419,6 +419,9 @@ async fn a_job_that_runs_out_of_attempts_is_dead_until_retried(tier: Tier) {
     .await;
     let dead = dead_jobs().await;
     for job in &dead {
+        for time in ["run_at", "created_at", "updated_at"] {
+            crate::support::assert_utc_time(&job[time], time);
+        }
         assert_eq!(job["attempts"], 2, "{job}");
         assert!(job["last_error"].as_str().unwrap().contains("451"), "{job}");
     }

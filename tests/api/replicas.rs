@@ -228,7 +228,7 @@ async fn read_your_writes_while_replicas_lag(cache: &str) {
     let app = start_app(&cluster, &[("COOP_CACHE", cache)]).await;
     let c = coordinator(&app, &cluster).await;
     let family = app.family(&c.session, "Old").await;
-    tokio::time::sleep(Duration::from_millis(500)).await; // replicas catch up
+    cluster.caught_up().await; // the replicas have replayed every write so far
     assert_eq!(read_name(&app, &c.session, &family, None).await, "Old");
     for i in 1..=2 {
         cluster.on_replica(i, "SELECT pg_wal_replay_pause()").await;
@@ -307,7 +307,7 @@ async fn a_replica_stopped_under_load_fails_no_read() {
     let app = start_app(&cluster, &[("COOP_CACHE", "off")]).await;
     let c = coordinator(&app, &cluster).await;
     let family = app.family(&c.session, "Steady").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.caught_up().await; // the replicas have replayed every write so far
 
     let mut failures = Vec::new();
     for i in 0..400 {
@@ -351,7 +351,7 @@ async fn without_the_primary_writes_fail_fast_and_reads_go_on() {
     let app = start_app(&cluster, &[("COOP_CACHE", "off")]).await;
     let c = coordinator(&app, &cluster).await;
     let family = app.family(&c.session, "Before").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.caught_up().await; // the replicas have replayed every write so far
 
     cluster.node("primary", "stop");
     let started = Instant::now();
@@ -467,7 +467,7 @@ async fn lsn_routing_returns_the_writer_to_replicas_sooner_than_sticky() {
         let family = app.family(&c.session, "A").await;
         let write = rename(&app, &c.session, &family, "B").await;
         let token = write.header("coop-read-after").unwrap().to_owned();
-        tokio::time::sleep(Duration::from_millis(300)).await; // the replica has replayed it
+        cluster.caught_up().await; // the replicas have replayed every write so far
         let before = app
             .metric("db_reads_total", &["endpoint=\"replica\""])
             .await;
@@ -494,7 +494,7 @@ async fn a_read_right_after_a_write_asks_the_replica_how_far_it_is() {
     let app = start_app(&cluster, &[("COOP_CACHE", "off")]).await;
     let c = coordinator(&app, &cluster).await;
     let family = app.family(&c.session, "v0").await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // replicas catch up
+    cluster.caught_up().await; // the replicas have replayed every write so far
 
     let replica_reads = app
         .metric("db_reads_total", &["endpoint=\"replica\""])

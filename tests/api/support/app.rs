@@ -342,3 +342,16 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// Every time the API shows is RFC 3339 in UTC (`…Z`).
+pub fn assert_utc_time(value: &Value, what: &str) {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string: {value}"));
+    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{what} {text:?} is not RFC 3339: {e}"));
+    assert!(
+        text.ends_with('Z') && parsed.offset().is_utc(),
+        "{what} {text:?} is not in UTC"
+    );
+}
