@@ -25,6 +25,12 @@ struct TestCluster {
 
 impl TestCluster {
     async fn start(instances: u32, extra: &[&str]) -> Self {
+        Self::start_with(instances, extra, &[]).await
+    }
+
+    /// `start`, with environment variables for every process (they override
+    /// the short timeouts set here).
+    async fn start_with(instances: u32, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let db = TestDatabase::create().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let listen = format!("127.0.0.1:{}", free_port());
@@ -42,6 +48,7 @@ impl TestCluster {
             // lease ends; short ones keep the test short.
             .env("COOP_REQUEST_TIMEOUT", "3s")
             .env("COOP_IDEMPOTENCY_LEASE", "5s")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -648,4 +655,23 @@ fn a_missing_nginx_is_named() {
         stderr.contains("COOP_NGINX is /nonexistent/nginx"),
         "{stderr}"
     );
+}
+
+/// Enrollment day through nginx and three instances on PostgreSQL: 200
+/// children race for 12 seats (see `courses::enrollment_rush`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_enrollments_through_three_instances_behind_nginx_never_overbook() {
+    // All 200 wait for one class's row lock in turn: on a busy 2-core machine
+    // the last can take seconds, which is not what this test is about.
+    let cluster = TestCluster::start_with(
+        3,
+        &["--no-autoscale"],
+        &[
+            ("COOP_REQUEST_TIMEOUT", "30s"),
+            ("COOP_IDEMPOTENCY_LEASE", "35s"),
+        ],
+    )
+    .await;
+    let raw = crate::support::RawDb::postgres(&cluster.db.url).await;
+    crate::courses::enrollment_rush(&[&cluster.endpoint], &raw).await;
 }

@@ -15,6 +15,7 @@ mod support;
 mod auth;
 mod cache;
 mod coops;
+mod courses;
 mod families;
 mod idempotency;
 mod instances;

@@ -8,8 +8,10 @@
 //! [`FieldCheck`] into [`Invalid`]; each face (JSON API, web pages) decides how
 //! to show it.
 
+mod announcement;
 pub mod clock;
 mod coop;
+pub mod courses;
 mod email;
 mod family;
 mod fields;
@@ -21,6 +23,7 @@ mod role;
 mod states;
 pub mod token;
 
+pub use announcement::NewAnnouncement;
 pub use coop::{CoordinatorInput, NewCoop, NewCoopInput};
 pub use email::Email;
 pub use family::{NewFamily, parse_date};

@@ -166,6 +166,11 @@ impl Families {
             }
             DeleteOutcome::NotFound => Err(not_found()),
             DeleteOutcome::VersionMismatch { current } => Err(version_mismatch(current)),
+            DeleteOutcome::HasEnrollments => Err(Error::conflict(
+                "family_has_enrollments",
+                "a child of this family holds a class seat or a waitlist place; \
+                 drop those classes first so the seats go to the waitlist",
+            )),
         }
     }
 }

@@ -13,14 +13,19 @@
 //! by `data.committed(&ctx.read_after, &[keys…])`, and a field in [`Services`].
 
 pub mod accounts;
+pub mod announcements;
 pub mod calendar;
+pub mod children;
+pub mod classes;
 mod context;
+pub mod enrollments;
 mod error;
 pub mod families;
 pub mod idempotency;
 pub mod jobs;
 pub mod payments;
 pub mod queue;
+pub mod semesters;
 mod services;
 mod settings;
 

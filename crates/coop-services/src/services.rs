@@ -11,12 +11,17 @@ use coop_mechanisms::store;
 use coop_mechanisms::store::replicas::{self, Lsn};
 
 use crate::accounts::Accounts;
+use crate::announcements::Announcements;
 use crate::calendar::Calendar;
+use crate::children::Children;
+use crate::classes::Classes;
+use crate::enrollments::Enrollments;
 use crate::families::Families;
 use crate::idempotency::IdempotencyKeys;
 use crate::jobs::{InlineJobs, Kind};
 use crate::payments::Payments;
 use crate::queue::Queue;
+use crate::semesters::Semesters;
 
 /// What the services are built from.
 pub struct Parts {
@@ -33,6 +38,11 @@ pub struct Parts {
 
 pub struct Services {
     pub families: Families,
+    pub semesters: Semesters,
+    pub classes: Classes,
+    pub children: Children,
+    pub enrollments: Enrollments,
+    pub announcements: Announcements,
     pub accounts: Accounts,
     pub payments: Payments,
     pub calendar: Calendar,
@@ -59,7 +69,13 @@ impl Services {
         } = parts;
         let sessions = SessionStore::new(data.clone(), session_ttl);
         let families = Families::new(data.clone(), job_max_attempts, inline_jobs);
+        let semesters = Semesters::new(data.clone());
         Self {
+            classes: Classes::new(data.clone(), semesters.clone(), job_max_attempts),
+            semesters,
+            children: Children::new(data.clone(), families.clone()),
+            enrollments: Enrollments::new(data.clone(), families.clone(), job_max_attempts),
+            announcements: Announcements::new(data.clone(), job_max_attempts),
             accounts: Accounts::new(data.clone(), sessions, hasher),
             payments: Payments::new(
                 data.clone(),

@@ -213,3 +213,49 @@ impl Backing {
         })
     }
 }
+
+/// A direct connection to a test's database, for checking what the API
+/// wrote (counts, invariants) without going through the API.
+pub enum RawDb {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl RawDb {
+    pub async fn open(backing: &Backing) -> Self {
+        match backing {
+            Backing::Postgres { db, .. } => Self::postgres(&db.url).await,
+            Backing::Sqlite(dir) => {
+                let url = format!("sqlite://{}", dir.path().join("coop.sqlite3").display());
+                Self::Sqlite(sqlx::SqlitePool::connect(&url).await.expect("open SQLite"))
+            }
+            Backing::Args(_) => panic!("no database handle for Backing::Args"),
+        }
+    }
+
+    pub async fn postgres(url: &str) -> Self {
+        Self::Postgres(
+            sqlx::PgPool::connect(url)
+                .await
+                .expect("connect to PostgreSQL"),
+        )
+    }
+
+    /// The one integer a query answers (`SELECT COUNT(*) …`).
+    pub async fn number(&self, sql: &str) -> i64 {
+        match self {
+            Self::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Self::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The integers a query answers, one per row.
+    pub async fn numbers(&self, sql: &str) -> Vec<i64> {
+        match self {
+            Self::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+            Self::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}

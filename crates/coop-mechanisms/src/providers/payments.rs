@@ -2,6 +2,8 @@
 //!
 //! `POST {COOP_PAYMENTS_URL}/charges` with the payment's id as the
 //! `Idempotency-Key`: however often a job is rerun, the provider charges once.
+//! `POST {COOP_PAYMENTS_URL}/refunds` likewise with the refund's id, behind the
+//! same breaker (one provider, one health).
 
 use std::time::Instant;
 
@@ -47,9 +49,19 @@ struct ProviderAnswer {
     failure_reason: Option<String>,
 }
 
+/// Money going back to a family, against a charge the provider made.
+pub struct Refund<'a> {
+    pub refund_id: Uuid,
+    pub payment_id: Uuid,
+    pub charge_id: Option<&'a str>,
+    pub amount_cents: i64,
+    pub currency: &'a str,
+}
+
 pub struct PaymentProvider {
     http: reqwest::Client,
     charges_url: String,
+    refunds_url: String,
     breaker: Breaker,
 }
 
@@ -66,6 +78,7 @@ impl PaymentProvider {
         Ok(Some(Self {
             http,
             charges_url: format!("{base}/charges"),
+            refunds_url: format!("{base}/refunds"),
             breaker: Breaker::new("payments", config.breaker()),
         }))
     }
@@ -75,30 +88,59 @@ impl PaymentProvider {
     }
 
     pub async fn charge(&self, charge: &Charge<'_>) -> Result<ChargeResult, ChargeError> {
+        let body = serde_json::json!({
+            "amount_cents": charge.amount_cents,
+            "currency": charge.currency,
+            "description": charge.description,
+            "reference": charge.payment_id,
+        });
+        self.guarded(&self.charges_url, charge.payment_id, &body)
+            .await
+    }
+
+    /// Returns money; `Succeeded` carries the provider's refund id, `Declined`
+    /// its reason.
+    pub async fn refund(&self, refund: &Refund<'_>) -> Result<ChargeResult, ChargeError> {
+        let body = serde_json::json!({
+            "amount_cents": refund.amount_cents,
+            "currency": refund.currency,
+            "charge_id": refund.charge_id,
+            "reference": refund.payment_id,
+        });
+        self.guarded(&self.refunds_url, refund.refund_id, &body)
+            .await
+    }
+
+    async fn guarded(
+        &self,
+        url: &str,
+        key: Uuid,
+        body: &serde_json::Value,
+    ) -> Result<ChargeResult, ChargeError> {
         let permit = self
             .breaker
             .try_acquire(Instant::now())
             .map_err(|rejected| ChargeError::Open {
                 retry_at: rejected.retry_at,
             })?;
-        let result = self.call(charge).await;
+        let result = self.call(url, key, body).await;
         let provider_healthy = !matches!(result, Err(ChargeError::Transient(_)));
         self.breaker
             .record(permit, provider_healthy, Instant::now());
         result
     }
 
-    async fn call(&self, charge: &Charge<'_>) -> Result<ChargeResult, ChargeError> {
+    async fn call(
+        &self,
+        url: &str,
+        key: Uuid,
+        body: &serde_json::Value,
+    ) -> Result<ChargeResult, ChargeError> {
         let response = self
             .http
-            .post(&self.charges_url)
-            .header("Idempotency-Key", charge.payment_id.to_string())
-            .json(&serde_json::json!({
-                "amount_cents": charge.amount_cents,
-                "currency": charge.currency,
-                "description": charge.description,
-                "reference": charge.payment_id,
-            }))
+            .post(url)
+            .header("Idempotency-Key", key.to_string())
+            .json(body)
             .send()
             .await
             .map_err(|e| ChargeError::Transient(format!("payment provider unreachable: {e}")))?;

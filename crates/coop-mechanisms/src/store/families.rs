@@ -245,7 +245,12 @@ pub async fn update(
 pub enum DeleteOutcome {
     Deleted,
     NotFound,
-    VersionMismatch { current: i64 },
+    VersionMismatch {
+        current: i64,
+    },
+    /// A child of the family holds a seat or a waitlist place: drop those first
+    /// (a drop frees the seat for the waitlist; a deletion would not).
+    HasEnrollments,
 }
 
 pub async fn delete(
@@ -254,8 +259,8 @@ pub async fn delete(
     id: Uuid,
     expected_version: Option<i64>,
 ) -> Result<DeleteOutcome, sqlx::Error> {
-    const SQL: &str =
-        "DELETE FROM families WHERE coop_id = $1 AND id = $2 AND ($3 OR version = $4)";
+    const SQL: &str = "DELETE FROM families WHERE coop_id = $1 AND id = $2 AND ($3 OR version = $4) \
+         AND NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.family_id = $2 AND e.state <> 'dropped')";
     let deleted = with_conn!(db, conn => {
         sqlx::query(SQL)
             .bind(coop_id)
@@ -270,6 +275,9 @@ pub async fn delete(
         return Ok(DeleteOutcome::Deleted);
     }
     Ok(match get(db, coop_id, id).await? {
+        Some(current) if expected_version.is_none_or(|v| v == current.version) => {
+            DeleteOutcome::HasEnrollments
+        }
         Some(current) => DeleteOutcome::VersionMismatch {
             current: current.version,
         },

@@ -4,13 +4,17 @@
 //! `RETURNING`) and expanded for both pool types by `with_conn!`; the sqlx `Any`
 //! driver is not used because it cannot carry UUIDs, dates or timestamps.
 
+pub mod announcements;
 pub mod calendar;
 pub mod coops;
+pub mod courses;
+pub mod enrollments;
 mod error;
 pub mod families;
 pub mod idempotency;
 pub mod invites;
 pub mod jobs;
+pub mod ledger;
 pub mod payments;
 pub mod replicas;
 pub mod sessions;

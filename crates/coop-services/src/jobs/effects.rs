@@ -19,15 +19,22 @@ use coop_domain::{PaymentState, token};
 use coop_mechanisms::jobs::{JobRunner, Outcome};
 use coop_mechanisms::providers::ProviderSettings;
 use coop_mechanisms::providers::mail::{Email, Mailer};
-use coop_mechanisms::providers::payments::{Charge, ChargeError, ChargeResult, PaymentProvider};
+use coop_mechanisms::providers::payments::{
+    Charge, ChargeError, ChargeResult, PaymentProvider, Refund,
+};
 use coop_mechanisms::store::calendar::NewEvent;
 use coop_mechanisms::store::jobs::{EffectRecorder, JobRow, now_ms};
 use coop_mechanisms::store::{self, Db};
 use lettre::message::Mailbox;
 use uuid::Uuid;
 
-use super::{FamilyJob, Kind, PaymentJob};
+use super::{
+    AnnouncementEmailJob, FamilyJob, FanOutJob, Kind, PaymentJob, PromotionJob, RefundJob,
+};
 use crate::AccountSettings;
+
+/// Recipients found per fan-out job: a few hundred rows and jobs per commit.
+const FAN_OUT_BATCH: u32 = 500;
 
 /// Everything jobs need from the outside world.
 pub struct Effects {
@@ -87,6 +94,28 @@ impl Effects {
             },
             Kind::ChargePayment => match payload::<PaymentJob>(job) {
                 Ok(p) => self.charge_payment(p.payment_id).await,
+                Err(dead) => Err(dead),
+            },
+            Kind::SeatPromotion => match payload::<PromotionJob>(job) {
+                Ok(p) => self.seat_promotion(job, p.enrollment_id).await,
+                Err(dead) => Err(dead),
+            },
+            Kind::RefundPayment => match payload::<RefundJob>(job) {
+                Ok(p) => self.refund_payment(p.refund_id).await,
+                Err(dead) => Err(dead),
+            },
+            Kind::AnnouncementFanOut => match payload::<FanOutJob>(job) {
+                Ok(p) => {
+                    self.announcement_fan_out(job, p.announcement_id, p.after)
+                        .await
+                }
+                Err(dead) => Err(dead),
+            },
+            Kind::AnnouncementEmail => match payload::<AnnouncementEmailJob>(job) {
+                Ok(p) => {
+                    self.announcement_email(job, p.announcement_id, p.family_id)
+                        .await
+                }
                 Err(dead) => Err(dead),
             },
         };
@@ -261,6 +290,148 @@ impl Effects {
                 Ok(Outcome::Done)
             }
         }
+    }
+
+    /// "A seat opened": the family of a waitlisted child that got one.
+    async fn seat_promotion(&self, job: &JobRow, enrollment_id: Uuid) -> Result<Outcome, Outcome> {
+        if store::jobs::effect_done(&self.db, &job.key).await? {
+            return Ok(Outcome::Done);
+        }
+        let Some(found) = store::enrollments::detail(&self.db, enrollment_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        let coop = store::coops::name(&self.db, found.coop_id)
+            .await?
+            .unwrap_or_else(|| "your co-op".into());
+        let body = format!(
+            "Hello {family},\n\n\
+             good news: a seat opened in {class}, and {child} has it. {child} was on the \
+             waitlist and is now enrolled.\n\n\
+             If {child} no longer needs the seat, drop the class so the next child on the \
+             waitlist gets it.\n\n{coop}\n",
+            family = found.family_name,
+            class = found.class_title,
+            child = found.first_name,
+        );
+        let email = Email {
+            to: mailbox(&found.family_name, &found.family_email)?,
+            subject: format!("{} is enrolled in {}", found.first_name, found.class_title),
+            body,
+            message_id: self.message_id(&job.key),
+        };
+        self.send_once(&job.key, email).await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Returns money through the provider (idempotent by the refund's id).
+    async fn refund_payment(&self, refund_id: Uuid) -> Result<Outcome, Outcome> {
+        let Some(refund) = store::ledger::refund(&self.db, refund_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        if refund.state != "pending" {
+            return Ok(Outcome::Done);
+        }
+        let Some(provider) = &self.payments else {
+            return Ok(Outcome::Retry(
+                "no payment provider is configured on this worker (COOP_PAYMENTS_URL)".into(),
+            ));
+        };
+        let request = Refund {
+            refund_id,
+            payment_id: refund.payment_id,
+            charge_id: refund.provider_charge_id.as_deref(),
+            amount_cents: refund.amount_cents,
+            currency: &refund.currency,
+        };
+        match provider.refund(&request).await {
+            Ok(ChargeResult::Succeeded { charge_id }) => {
+                store::ledger::settle_refund(&self.db, refund_id, true, Some(&charge_id), None)
+                    .await?;
+                Ok(Outcome::Done)
+            }
+            Ok(ChargeResult::Declined { charge_id, reason }) => {
+                store::ledger::settle_refund(
+                    &self.db,
+                    refund_id,
+                    false,
+                    charge_id.as_deref(),
+                    Some(&reason),
+                )
+                .await?;
+                Ok(Outcome::Done)
+            }
+            Err(ChargeError::Open { retry_at }) => Ok(Outcome::Deferred {
+                until: retry_at,
+                reason: "the payments circuit breaker is open".into(),
+            }),
+            Err(ChargeError::Transient(message)) => Ok(Outcome::Retry(message)),
+            Err(ChargeError::Permanent(message)) => {
+                store::ledger::settle_refund(&self.db, refund_id, false, None, Some(&message))
+                    .await?;
+                Ok(Outcome::Done)
+            }
+        }
+    }
+
+    /// One batch of an announcement's recipients (see `store::announcements`).
+    async fn announcement_fan_out(
+        &self,
+        job: &JobRow,
+        announcement_id: Uuid,
+        after: Option<Uuid>,
+    ) -> Result<Outcome, Outcome> {
+        let attempts = u32::try_from(job.max_attempts).unwrap_or(1);
+        store::announcements::fan_out_batch(
+            &self.db,
+            announcement_id,
+            after,
+            FAN_OUT_BATCH,
+            &|coop_id, family_id| {
+                super::announcement_email_job(coop_id, announcement_id, family_id, attempts)
+            },
+            &|coop_id, last| super::fan_out_job(coop_id, announcement_id, Some(last), attempts),
+        )
+        .await?;
+        Ok(Outcome::Done)
+    }
+
+    /// One announcement email; its delivery is marked sent, or failed when the
+    /// last attempt fails.
+    async fn announcement_email(
+        &self,
+        job: &JobRow,
+        announcement_id: Uuid,
+        family_id: Uuid,
+    ) -> Result<Outcome, Outcome> {
+        let Some(delivery) =
+            store::announcements::delivery(&self.db, announcement_id, family_id).await?
+        else {
+            return Ok(Outcome::Done);
+        };
+        if !store::jobs::effect_done(&self.db, &job.key).await? {
+            let email = Email {
+                to: mailbox(&delivery.family_name, &delivery.email)?,
+                subject: format!("{}: {}", delivery.coop_name, delivery.subject),
+                body: format!("{}\n\n— {}\n", delivery.body, delivery.coop_name),
+                message_id: self.message_id(&job.key),
+            };
+            let last_attempt = job.attempts >= job.max_attempts;
+            match self.send_once(&job.key, email).await {
+                Ok(()) => {}
+                Err(outcome @ (Outcome::Dead(_) | Outcome::Retry(_))) => {
+                    if matches!(outcome, Outcome::Dead(_)) || last_attempt {
+                        store::announcements::mark(&self.db, announcement_id, family_id, false)
+                            .await?;
+                    }
+                    return Err(outcome);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        if delivery.state != "sent" {
+            store::announcements::mark(&self.db, announcement_id, family_id, true).await?;
+        }
+        Ok(Outcome::Done)
     }
 
     /// Sends `email` and records `key` as done. The documented window: a crash

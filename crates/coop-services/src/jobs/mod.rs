@@ -20,14 +20,26 @@ pub enum Kind {
     CoordinatorNotice,
     CalendarEvents,
     ChargePayment,
+    /// A waitlisted child got a seat: tell the family.
+    SeatPromotion,
+    /// Money back through the provider, for a drop after the family paid.
+    RefundPayment,
+    /// Find the next batch of an announcement's recipients.
+    AnnouncementFanOut,
+    /// One announcement email to one family.
+    AnnouncementEmail,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 8] = [
         Self::WelcomeEmail,
         Self::CoordinatorNotice,
         Self::CalendarEvents,
         Self::ChargePayment,
+        Self::SeatPromotion,
+        Self::RefundPayment,
+        Self::AnnouncementFanOut,
+        Self::AnnouncementEmail,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +48,10 @@ impl Kind {
             Self::CoordinatorNotice => "coordinator_notice",
             Self::CalendarEvents => "calendar_events",
             Self::ChargePayment => "charge_payment",
+            Self::SeatPromotion => "seat_promotion",
+            Self::RefundPayment => "refund_payment",
+            Self::AnnouncementFanOut => "announcement_fan_out",
+            Self::AnnouncementEmail => "announcement_email",
         }
     }
 
@@ -61,7 +77,43 @@ pub struct PaymentJob {
     pub payment_id: Uuid,
 }
 
+/// A promotion's email: the enrollment that got the seat. Each promotion is
+/// one job (keyed by a fresh id: a child promoted, dropped and promoted again
+/// is told twice, once each time).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PromotionJob {
+    pub enrollment_id: Uuid,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RefundJob {
+    pub refund_id: Uuid,
+}
+
+/// The next batch of an announcement's recipients: families after `after`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FanOutJob {
+    pub announcement_id: Uuid,
+    pub after: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AnnouncementEmailJob {
+    pub announcement_id: Uuid,
+    pub family_id: Uuid,
+}
+
 fn new_job(coop_id: Uuid, kind: Kind, subject: Uuid, payload: String, max_attempts: u32) -> NewJob {
+    keyed_job(coop_id, kind, subject.to_string(), payload, max_attempts)
+}
+
+fn keyed_job(
+    coop_id: Uuid,
+    kind: Kind,
+    subject: String,
+    payload: String,
+    max_attempts: u32,
+) -> NewJob {
     NewJob {
         id: Uuid::now_v7(),
         coop_id,
@@ -71,6 +123,66 @@ fn new_job(coop_id: Uuid, kind: Kind, subject: Uuid, payload: String, max_attemp
         max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX),
         run_at: now_ms(),
     }
+}
+
+pub fn promotion_job(coop_id: Uuid, enrollment_id: Uuid, max_attempts: u32) -> NewJob {
+    let payload = serde_json::json!({ "enrollment_id": enrollment_id }).to_string();
+    new_job(
+        coop_id,
+        Kind::SeatPromotion,
+        Uuid::now_v7(),
+        payload,
+        max_attempts,
+    )
+}
+
+pub fn refund_job(coop_id: Uuid, refund_id: Uuid, max_attempts: u32) -> NewJob {
+    let payload = serde_json::json!({ "refund_id": refund_id }).to_string();
+    new_job(
+        coop_id,
+        Kind::RefundPayment,
+        refund_id,
+        payload,
+        max_attempts,
+    )
+}
+
+pub fn fan_out_job(
+    coop_id: Uuid,
+    announcement_id: Uuid,
+    after: Option<Uuid>,
+    max_attempts: u32,
+) -> NewJob {
+    let payload =
+        serde_json::json!({ "announcement_id": announcement_id, "after": after }).to_string();
+    let subject = match after {
+        Some(after) => format!("{announcement_id}.{after}"),
+        None => announcement_id.to_string(),
+    };
+    keyed_job(
+        coop_id,
+        Kind::AnnouncementFanOut,
+        subject,
+        payload,
+        max_attempts,
+    )
+}
+
+pub fn announcement_email_job(
+    coop_id: Uuid,
+    announcement_id: Uuid,
+    family_id: Uuid,
+    max_attempts: u32,
+) -> NewJob {
+    let payload = serde_json::json!({ "announcement_id": announcement_id, "family_id": family_id })
+        .to_string();
+    keyed_job(
+        coop_id,
+        Kind::AnnouncementEmail,
+        format!("{announcement_id}.{family_id}"),
+        payload,
+        max_attempts,
+    )
 }
 
 /// The jobs an enrollment causes: welcome email (with the invite), the

@@ -11,13 +11,18 @@ use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Coop API", description = "Co-ops, coordinators, families, enrollment, invites, calendars and payments. Times are RFC 3339 in UTC."),
+    info(title = "Coop API", description = "Co-ops, coordinators, families and children, semesters and classes, seat-limited enrollment with waitlists, fees and payments, announcements, invites and calendars. Times are RFC 3339 in UTC."),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     tags(
         (name = "coops", description = "Co-ops (tenants)"),
         (name = "auth", description = "Sessions"),
         (name = "families", description = "Families and their enrollment"),
-        (name = "payments", description = "Charging families through the payment provider"),
+        (name = "payments", description = "Charging families through the payment provider, and what they owe"),
+        (name = "semesters", description = "Semesters and their registration windows"),
+        (name = "classes", description = "Classes, the catalog with seats left, rosters"),
+        (name = "children", description = "A family's children"),
+        (name = "enrollments", description = "Enrolling children in classes, waitlists, drops"),
+        (name = "announcements", description = "Messages to the co-op or a class, emailed through the queue"),
         (name = "admin", description = "Background jobs, for coordinators"),
         (name = "operations", description = "Health, readiness and metrics"),
     )

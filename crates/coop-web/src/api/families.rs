@@ -243,7 +243,7 @@ pub(crate) fn family_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 /// `If-Match: 3`, `"3"` or `W/"3"`; `*` means "whatever version exists".
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };

@@ -1,7 +1,12 @@
-//! iCalendar (RFC 5545) output for a family's calendar entries. Small enough
-//! to write by hand: all-day events with escaped text and folded lines.
+//! iCalendar (RFC 5545) output: a family's calendar entries (all-day events)
+//! and its children's classes (weekly events with RRULE and EXDATE). Small
+//! enough to write by hand, with escaped text and folded lines; the tests
+//! parse the output with a real iCalendar parser.
+//!
+//! Class times are *floating* local times (no time zone): a co-op meets in
+//! one place, and every calendar app shows 09:30 as 09:30 wherever it runs.
 
-use time::{Date, OffsetDateTime};
+use time::{Date, OffsetDateTime, Time};
 
 pub struct Event<'a> {
     /// Globally unique and stable: a calendar app updates rather than duplicates.
@@ -11,7 +16,25 @@ pub struct Event<'a> {
     pub date: Date,
 }
 
-pub fn calendar(name: &str, events: &[Event<'_>], stamp: OffsetDateTime) -> String {
+/// A weekly meeting from `first` until `until`, without the `skipped` days.
+pub struct Weekly<'a> {
+    pub uid: &'a str,
+    pub summary: &'a str,
+    pub description: &'a str,
+    pub location: Option<&'a str>,
+    pub first: Date,
+    pub starts_at: Time,
+    pub ends_at: Time,
+    pub until: Date,
+    pub skipped: &'a [Date],
+}
+
+pub fn calendar(
+    name: &str,
+    events: &[Event<'_>],
+    weekly: &[Weekly<'_>],
+    stamp: OffsetDateTime,
+) -> String {
     let mut out = String::new();
     line(&mut out, "BEGIN:VCALENDAR");
     line(&mut out, "VERSION:2.0");
@@ -45,8 +68,76 @@ pub fn calendar(name: &str, events: &[Event<'_>], stamp: OffsetDateTime) -> Stri
         );
         line(&mut out, "END:VEVENT");
     }
+    for event in weekly {
+        line(&mut out, "BEGIN:VEVENT");
+        line(&mut out, &format!("UID:{}", escape(event.uid)));
+        line(&mut out, &format!("DTSTAMP:{dtstamp}"));
+        line(
+            &mut out,
+            &format!("DTSTART:{}", local(event.first, event.starts_at)),
+        );
+        line(
+            &mut out,
+            &format!("DTEND:{}", local(event.first, event.ends_at)),
+        );
+        line(
+            &mut out,
+            &format!(
+                "RRULE:FREQ=WEEKLY;UNTIL={}",
+                local(
+                    event.until,
+                    Time::from_hms(23, 59, 59).unwrap_or(Time::MIDNIGHT)
+                )
+            ),
+        );
+        if !event.skipped.is_empty() {
+            let days: Vec<String> = event
+                .skipped
+                .iter()
+                .map(|day| local(*day, event.starts_at))
+                .collect();
+            line(&mut out, &format!("EXDATE:{}", days.join(",")));
+        }
+        line(&mut out, &format!("SUMMARY:{}", escape(event.summary)));
+        line(
+            &mut out,
+            &format!("DESCRIPTION:{}", escape(event.description)),
+        );
+        if let Some(location) = event.location {
+            line(&mut out, &format!("LOCATION:{}", escape(location)));
+        }
+        line(&mut out, "END:VEVENT");
+    }
     line(&mut out, "END:VCALENDAR");
     out
+}
+
+/// An iCalendar answer.
+pub fn response(body: String) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    (
+        [
+            (header::CONTENT_TYPE, "text/calendar; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "inline; filename=\"calendar.ics\"",
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A floating local date-time: `20260907T093000`.
+fn local(day: Date, at: Time) -> String {
+    format!(
+        "{}T{:02}{:02}{:02}",
+        date(day),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
 }
 
 fn date(d: Date) -> String {
@@ -98,7 +189,12 @@ mod tests {
             description: "Line one\nline two",
             date: date!(2026 - 09 - 01),
         }];
-        let ics = calendar("The Smiths", &events, datetime!(2026-08-01 12:30:05 UTC));
+        let ics = calendar(
+            "The Smiths",
+            &events,
+            &[],
+            datetime!(2026-08-01 12:30:05 UTC),
+        );
         assert!(ics.starts_with("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"));
         assert!(ics.ends_with("END:VCALENDAR\r\n"));
         assert!(ics.contains("DTSTART;VALUE=DATE:20260901\r\n"));

@@ -4,15 +4,20 @@
 //! OpenAPI document: a route cannot be served without being documented.
 
 pub mod admin;
+pub mod announcements;
 pub mod auth;
 pub mod calendar;
+pub mod children;
+pub mod classes;
 pub mod coops;
 pub mod docs;
 pub mod families;
 pub mod health;
 mod ical;
+mod input;
 pub mod invites;
 pub mod payments;
+pub mod semesters;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -44,6 +49,28 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(calendar::family_calendar))
         .routes(routes!(payments::list_payments, payments::create_payment))
         .routes(routes!(payments::get_payment))
+        .routes(routes!(children::list_children, children::add_child))
+        .routes(routes!(
+            children::get_child,
+            children::update_child,
+            children::remove_child
+        ))
+        .routes(routes!(children::family_enrollments))
+        .routes(routes!(children::balance))
+        .routes(routes!(
+            semesters::list_semesters,
+            semesters::create_semester
+        ))
+        .routes(routes!(semesters::get_semester, semesters::update_semester))
+        .routes(routes!(classes::catalog, classes::create_class))
+        .routes(routes!(classes::get_class, classes::update_class))
+        .routes(routes!(classes::enroll))
+        .routes(routes!(classes::drop_child))
+        .routes(routes!(classes::roster))
+        .routes(routes!(classes::class_calendar))
+        .routes(routes!(classes::taught))
+        .routes(routes!(announcements::list, announcements::send))
+        .routes(routes!(announcements::get))
         .routes(routes!(admin::list_jobs))
         .routes(routes!(admin::retry_job))
         .routes(routes!(health::health))

@@ -11,6 +11,11 @@
 //! - down: `503 {"error":"unavailable"}`, and nothing recorded for the key;
 //! - no key, or a body that is not such a charge: `400 {"error":"…"}`, nothing recorded.
 //!
+//! `POST /refunds` with `Idempotency-Key: <refund id>` and
+//! `{"amount_cents": 1500, "currency": "usd", "charge_id": "ch_N", "reference": "<payment id>"}`
+//! returns money the same way: `201 {"id":"re_N","status":"succeeded"}`, a
+//! repeated key replays, down is 503.
+//!
 //! The provider itself never charges a key twice; what a test checks is that
 //! the app reuses the key when it retries: one key per payment
 //! (`charges_for(payment_id) == 1`) and no other keys (`charges()` equals the
@@ -47,6 +52,8 @@ struct Ledger {
     created: HashMap<String, usize>,
     /// Charges created, for the `ch_N` ids.
     next_charge: usize,
+    /// Refunds made: (idempotency key, amount in cents).
+    refunds: Vec<(String, i64)>,
 }
 
 pub struct PaymentProvider {
@@ -65,6 +72,7 @@ impl PaymentProvider {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/charges", post(charge))
+            .route("/refunds", post(refund))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("payment provider");
@@ -107,6 +115,11 @@ impl PaymentProvider {
     /// arrival order: for checking retry back-off and circuit-breaker timing.
     pub fn call_times(&self) -> Vec<(Instant, bool)> {
         self.ledger().calls.clone()
+    }
+
+    /// Refunds made, once per key: (refund id, cents).
+    pub fn refunds(&self) -> Vec<(String, i64)> {
+        self.ledger().refunds.clone()
     }
 
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -184,6 +197,51 @@ async fn charge(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         .insert(key.to_owned(), (status, body.clone()));
     *ledger.created.entry(key.to_owned()).or_default() += 1;
     answer(status, body)
+}
+
+async fn refund(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let down = shared.down.load(Ordering::SeqCst);
+    let mut ledger = shared.ledger.lock().unwrap();
+    ledger.calls.push((Instant::now(), down));
+    if down {
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "unavailable"}),
+        );
+    }
+    let Some(key) = headers
+        .get("idempotency-key")
+        .and_then(|value| value.to_str().ok())
+        .filter(|key| !key.is_empty())
+    else {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "the Idempotency-Key header is required"}),
+        );
+    };
+    if let Some((status, body)) = ledger.answers.get(key) {
+        return answer(*status, body.clone());
+    }
+    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let (Some(amount_cents), Some(_), Some(_)) = (
+        request["amount_cents"]
+            .as_i64()
+            .filter(|amount| *amount > 0),
+        request["currency"].as_str(),
+        request["reference"].as_str(),
+    ) else {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "expected amount_cents (> 0), currency and reference"}),
+        );
+    };
+    let id = format!("re_{}", ledger.refunds.len() + 1);
+    let body = json!({"id": id, "status": "succeeded", "amount_cents": amount_cents});
+    ledger
+        .answers
+        .insert(key.to_owned(), (StatusCode::CREATED, body.clone()));
+    ledger.refunds.push((key.to_owned(), amount_cents));
+    answer(StatusCode::CREATED, body)
 }
 
 fn answer(status: StatusCode, body: Value) -> Response {
