@@ -130,7 +130,8 @@ async fn the_home_page_says_what_this_is(tier: Tier) {
             .starts_with("text/html")
     );
     assert!(home.text.contains(env!("CARGO_PKG_VERSION")));
-    assert!(home.text.contains("href=\"/docs\"") && home.text.contains("href=\"/metrics\""));
+    assert!(home.text.contains("href=\"/docs\""), "{}", home.text);
+    assert!(home.text.contains("href=\"/sign-in\""), "{}", home.text);
     let tier_name = match tier {
         Tier::Sqlite => "embedded (SQLite)",
         Tier::Postgres => "distributed (PostgreSQL + Redis)",

@@ -216,6 +216,24 @@ pub fn recurrence(
     })
 }
 
+impl Recurrence {
+    /// The days it meets from `from` to `until` (inclusive).
+    pub fn days_between(&self, from: Date, until: Date) -> Vec<Date> {
+        let mut out = Vec::new();
+        let mut day = self.first;
+        while day <= self.until && day <= until {
+            if day >= from && !self.skipped.contains(&day) {
+                out.push(day);
+            }
+            match day.checked_add(time::Duration::weeks(1)) {
+                Some(next) => day = next,
+                None => break,
+            }
+        }
+        out
+    }
+}
+
 /// Whether two weekly schedules ever meet at the same time.
 pub fn schedules_overlap(a: &[Meeting], b: &[Meeting]) -> bool {
     a.iter().any(|x| b.iter().any(|y| x.overlaps(y)))

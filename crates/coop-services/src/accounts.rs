@@ -199,6 +199,19 @@ impl Accounts {
         Ok(self.sessions.load(token, after).await?.map(Caller::from))
     }
 
+    /// (user id, name, email) of the co-op's users, for choosing a teacher
+    /// (coordinators).
+    pub async fn members(&self, ctx: &crate::Ctx) -> Result<Vec<(Uuid, String, String)>> {
+        ctx.coordinator()?;
+        let coop_id = ctx.coop_id();
+        Ok(self
+            .data
+            .read(&ctx.read_after, |db| async move {
+                coops::members(&db, coop_id).await
+            })
+            .await?)
+    }
+
     pub fn session_ttl(&self) -> std::time::Duration {
         self.sessions.ttl()
     }

@@ -9,7 +9,7 @@ use coop_mechanisms::store::enrollments::{
     self, Drop, DropOutcome, Enroll, EnrollOutcome, EnrollmentRow, FamilyEnrollment, Promotion,
     ScheduledClass,
 };
-use coop_mechanisms::store::ledger::{self, Balance, LedgerLine};
+use coop_mechanisms::store::ledger::{self, Balance, Due, LedgerLine};
 use uuid::Uuid;
 
 use crate::classes::{self, Class, fee_line};
@@ -179,6 +179,18 @@ impl Enrollments {
             .data
             .read(&ctx.read_after, |db| async move {
                 enrollments::schedule_of_family(&db, coop_id, family_id).await
+            })
+            .await?)
+    }
+
+    /// The families that owe the most (coordinators).
+    pub async fn dues(&self, ctx: &Ctx, limit: u32) -> Result<Vec<Due>> {
+        ctx.coordinator()?;
+        let coop_id = ctx.coop_id();
+        Ok(self
+            .data
+            .read(&ctx.read_after, |db| async move {
+                ledger::dues(&db, coop_id, limit).await
             })
             .await?)
     }

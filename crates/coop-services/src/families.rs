@@ -81,6 +81,57 @@ impl Families {
         Ok(Page { items, next_after })
     }
 
+    /// Families whose name or email contains `text`, a page after `after`
+    /// (coordinators): a replica at the caller's floor.
+    pub async fn search(
+        &self,
+        ctx: &Ctx,
+        text: &str,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Page> {
+        ctx.coordinator()?;
+        let coop_id = ctx.coop_id();
+        let limit = limit.clamp(1, MAX_PAGE);
+        let text = text.trim().to_owned();
+        let mut items = self
+            .data
+            .read(&ctx.read_after, |db| {
+                let text = text.clone();
+                async move { families::search(&db, coop_id, &text, after, limit + 1).await }
+            })
+            .await?;
+        let next_after = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|row| row.id)
+        } else {
+            None
+        };
+        Ok(Page { items, next_after })
+    }
+
+    /// How many families the co-op has (coordinators).
+    pub async fn count(&self, ctx: &Ctx) -> Result<i64> {
+        ctx.coordinator()?;
+        let coop_id = ctx.coop_id();
+        Ok(self
+            .data
+            .read(&ctx.read_after, |db| async move {
+                families::count(&db, coop_id).await
+            })
+            .await?)
+    }
+
+    /// Sends the family a new welcome email with a fresh invite (coordinators).
+    pub async fn resend_invite(&self, ctx: &Ctx, id: Uuid) -> Result<()> {
+        ctx.coordinator()?;
+        let family = self.get(ctx, id).await?;
+        let job = jobs::invite_again_job(family.coop_id, family.id, self.job_max_attempts);
+        coop_mechanisms::store::jobs::enqueue(self.data.primary(), &[job]).await?;
+        self.data.committed(&ctx.read_after, &[]).await;
+        Ok(())
+    }
+
     /// Enrolls a family (coordinators). Under an Idempotency-Key whose earlier
     /// holder enrolled it already, answers with that family instead.
     pub async fn enroll(

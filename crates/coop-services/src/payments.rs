@@ -55,6 +55,16 @@ impl Payments {
         claim: Option<&Claim>,
     ) -> Result<Payment> {
         ctx.coordinator()?;
+        self.create_unchecked_role(ctx, family_id, new, claim).await
+    }
+
+    async fn create_unchecked_role(
+        &self,
+        ctx: &Ctx,
+        family_id: Uuid,
+        new: &NewPayment,
+        claim: Option<&Claim>,
+    ) -> Result<Payment> {
         let coop_id = ctx.coop_id();
         if let Some(claim) = claim
             && let Some([id]) = claim.committed_as()?
@@ -94,6 +104,46 @@ impl Payments {
         }
         self.data.committed(&ctx.read_after, &[]).await;
         Ok(row)
+    }
+
+    /// Charges again a payment that failed (coordinators): a new payment of
+    /// the same amount, with its own charge job.
+    pub async fn retry(&self, ctx: &Ctx, family_id: Uuid, payment_id: Uuid) -> Result<Payment> {
+        ctx.coordinator()?;
+        let failed = self.get(ctx, family_id, payment_id).await?;
+        if failed.state != PaymentState::Failed {
+            return Err(Error::conflict(
+                "payment_not_failed",
+                format!(
+                    "only failed payments can be charged again; this one is {}",
+                    failed.state.as_str()
+                ),
+            ));
+        }
+        let new = NewPayment {
+            amount: coop_domain::Money::new(
+                failed.amount_cents,
+                coop_domain::Currency::parse(&failed.currency)
+                    .map_err(|e| Error::Internal(anyhow::anyhow!(e)))?,
+            )
+            .map_err(|e| Error::Internal(anyhow::anyhow!(e)))?,
+            description: failed.description,
+        };
+        self.create(ctx, family_id, &new, None).await
+    }
+
+    /// A family pays what it owes in `currency` (the family itself, or a
+    /// coordinator for it): a payment of exactly the amount due.
+    pub async fn pay_balance(
+        &self,
+        ctx: &Ctx,
+        family_id: Uuid,
+        due: &NewPayment,
+    ) -> Result<Payment> {
+        if !ctx.may_see_family(family_id) {
+            return Err(crate::families::not_found());
+        }
+        self.create_unchecked_role(ctx, family_id, due, None).await
     }
 
     /// A family's payments, newest first. Another co-op's family (or, for a

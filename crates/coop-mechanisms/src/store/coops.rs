@@ -111,3 +111,13 @@ pub async fn coordinators(
         .await
     })
 }
+
+/// (user id, name, email) of every user of the co-op, by name: who may teach.
+pub async fn members(db: &Db, coop_id: Uuid) -> Result<Vec<(Uuid, String, String)>, sqlx::Error> {
+    with_conn!(db, conn => {
+        sqlx::query_as("SELECT id, name, email FROM users WHERE coop_id = $1 ORDER BY name, id LIMIT 2000")
+            .bind(coop_id)
+            .fetch_all(&mut *conn)
+            .await
+    })
+}

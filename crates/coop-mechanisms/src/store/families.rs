@@ -181,6 +181,49 @@ pub async fn get(db: &Db, coop_id: Uuid, id: Uuid) -> Result<Option<FamilyRow>, 
     })
 }
 
+/// How many families the co-op has.
+pub async fn count(db: &Db, coop_id: Uuid) -> Result<i64, sqlx::Error> {
+    with_conn!(db, conn => {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM families WHERE coop_id = $1")
+            .bind(coop_id)
+            .fetch_one(&mut *conn)
+            .await
+    })
+}
+
+/// Families whose name or email contains `text` (case-insensitive), in id
+/// order after `after`: the coordinators' search.
+pub async fn search(
+    db: &Db,
+    coop_id: Uuid,
+    text: &str,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<FamilyRow>, sqlx::Error> {
+    let pattern = format!(
+        "%{}%",
+        text.to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let sql = format!(
+        "SELECT {COLUMNS} FROM families WHERE coop_id = $1 AND ($2 OR id > $3) \
+         AND (LOWER(family_name) LIKE $4 ESCAPE '\\' OR LOWER(email) LIKE $4 ESCAPE '\\') \
+         ORDER BY id LIMIT $5"
+    );
+    with_conn!(db, conn => {
+        sqlx::query_as::<_, FamilyRow>(&sql)
+            .bind(coop_id)
+            .bind(after.is_none())
+            .bind(after.unwrap_or_default())
+            .bind(&pattern)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await
+    })
+}
+
 /// One page in id order (UUIDv7: creation order), starting after `after`.
 pub async fn list(
     db: &Db,

@@ -122,3 +122,31 @@ pub async fn settle_refund(
         Ok(done.rows_affected() == 1)
     })
 }
+
+/// A family that owes money, for the coordinators' dashboard.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Due {
+    pub family_id: Uuid,
+    pub family_name: String,
+    pub currency: String,
+    pub due_cents: i64,
+}
+
+/// The families that owe the most, per currency.
+pub async fn dues(db: &Db, coop_id: Uuid, limit: u32) -> Result<Vec<Due>, sqlx::Error> {
+    with_conn!(db, conn => {
+        sqlx::query_as::<_, Due>(
+            "SELECT f.id AS family_id, f.family_name, m.currency, CAST(SUM(m.amount) AS BIGINT) AS due_cents FROM ( \
+               SELECT family_id, currency, amount_cents AS amount FROM ledger WHERE coop_id = $1 \
+               UNION ALL SELECT family_id, currency, -amount_cents FROM payments WHERE coop_id = $1 AND state = 'succeeded' \
+               UNION ALL SELECT family_id, currency, amount_cents FROM refunds WHERE coop_id = $1 AND state <> 'failed' \
+             ) AS m JOIN families f ON f.id = m.family_id \
+             GROUP BY f.id, f.family_name, m.currency HAVING SUM(m.amount) > 0 \
+             ORDER BY due_cents DESC, f.family_name LIMIT $2",
+        )
+        .bind(coop_id)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await
+    })
+}

@@ -199,6 +199,18 @@ pub fn enrollment_jobs(coop_id: Uuid, family_id: Uuid, max_attempts: u32) -> Vec
     .collect()
 }
 
+/// A welcome email sent again, with a new invite (its key is new each time).
+pub fn invite_again_job(coop_id: Uuid, family_id: Uuid, max_attempts: u32) -> NewJob {
+    let payload = serde_json::json!({ "family_id": family_id }).to_string();
+    keyed_job(
+        coop_id,
+        Kind::WelcomeEmail,
+        format!("{family_id}.{}", Uuid::now_v7()),
+        payload,
+        max_attempts,
+    )
+}
+
 pub fn payment_job(coop_id: Uuid, payment_id: Uuid, max_attempts: u32) -> NewJob {
     let payload = serde_json::json!({ "payment_id": payment_id }).to_string();
     new_job(

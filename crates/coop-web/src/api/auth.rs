@@ -140,7 +140,7 @@ pub(crate) fn session_response(
     response
 }
 
-fn session_cookie(token: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
+pub(crate) fn session_cookie(token: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"

@@ -2,12 +2,11 @@
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::assets;
 use crate::http::json::ApiJson;
 use crate::state::AppState;
 
@@ -99,44 +98,4 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-/// What this server is, for a person who opens it in a browser.
-pub async fn home(State(state): State<AppState>) -> Html<String> {
-    const STYLESHEET: &str = assets::url("coop.css");
-    const ICON: &str = assets::url("favicon.svg");
-    let version = env!("CARGO_PKG_VERSION");
-    let tier = state.tier;
-    let cache = state.cache;
-    let instance = html_escape(&state.instance_id);
-    Html(format!(
-        r#"<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Coop {version}</title>
-<link rel="stylesheet" href="{STYLESHEET}">
-<link rel="icon" href="{ICON}" type="image/svg+xml">
-</head>
-<body>
-<h1>Coop</h1>
-<p>The platform for homeschool co-ops: co-ops, coordinators, families and enrollment.</p>
-<ul>
-<li>Version: <code>{version}</code></li>
-<li>Tier: <code>{tier}</code></li>
-<li>Cache: <code>{cache}</code></li>
-<li>Instance: <code>{instance}</code></li>
-</ul>
-<p>Start by creating a co-op with <code>POST /api/v1/coops</code>; the
-<a href="/docs">API documentation</a> lists every endpoint and lets you try them.
-Operators: <a href="/metrics">metrics</a>, <a href="/health">health</a>, <a href="/ready">readiness</a>.</p>
-</body>
-</html>
-"#
-    ))
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

@@ -1,10 +1,8 @@
 //! Accepting the invite from a welcome email: creates the family's account.
 
-use std::sync::LazyLock;
-
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{Html, Response};
+use axum::response::Response;
 use coop_domain::{FieldCheck, Parsed, Password};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -56,12 +54,4 @@ pub async fn accept_invite(
         .accept_invite(&token, password)
         .await?;
     Ok(session_response(&state, StatusCode::CREATED, signed_in))
-}
-
-/// The page the invite link opens: choose a password, then it calls the API. The
-/// file links the stylesheet by its logical name; served, it links the hashed one.
-pub async fn accept_invite_page() -> Html<&'static str> {
-    static PAGE: LazyLock<String> =
-        LazyLock::new(|| crate::assets::link_hashed(include_str!("accept_invite.html")));
-    Html(PAGE.as_str())
 }

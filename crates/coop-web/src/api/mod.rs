@@ -92,11 +92,17 @@ pub fn router(state: AppState) -> Router {
             read_after::track,
         ));
 
+    let pages = crate::pages::router()
+        .layer(middleware::from_fn(crate::pages::csrf_guard))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            read_after::track,
+        ));
+
     Router::new()
-        .route("/", get(health::home))
-        .route("/accept-invite", get(invites::accept_invite_page))
         .route("/static/{name}", get(crate::assets::serve))
         .merge(api)
+        .merge(pages)
         .merge(docs::docs_router(document))
         .fallback(fallback::not_found)
         .method_not_allowed_fallback(fallback::method_not_allowed)
