@@ -27,21 +27,52 @@ fi
 # One test stops a private Redis of its own to check outage handling.
 command -v redis-server >/dev/null || missing+=("redis-server (Debian package redis-server)")
 
-# The `coop cluster` tests run nginx in front of the instances. The project
-# installs Debian's package itself when it can (as root, with apt-get).
-find_nginx() { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }
-if ! find_nginx && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "installing nginx (Debian package nginx-light) for the cluster tests" >&2
-  # Keep the package from starting a system nginx on port 80.
-  policy_created=0
+# Packages the suites need beyond PostgreSQL and Redis. The project installs
+# Debian's packages itself when it can (as root, with apt-get), and says which
+# are missing when it cannot.
+apt_updated=0
+apt_install() {
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 0
+  echo "installing $* (Debian packages) for the test suite" >&2
+  # Keep packages from starting system services (nginx on port 80).
+  local policy_created=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy_created=1
   fi
-  { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; } >&2 || true
-  [ "$policy_created" = 1 ] && rm -f /usr/sbin/policy-rc.d
-fi
+  if [ "$apt_updated" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 || true
+  if [ "$policy_created" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+}
+
+# The `coop cluster` tests run nginx in front of the instances.
+find_nginx() { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }
+find_nginx || apt_install nginx-light
 find_nginx || missing+=("nginx (Debian package nginx-light) for the coop cluster tests")
+
+# The web app's tests drive Debian's Chromium through chromedriver; nothing
+# downloads a browser of its own.
+chromium="${COOP_TEST_CHROMIUM:-/usr/bin/chromium}"
+chromedriver="${COOP_TEST_CHROMEDRIVER:-/usr/bin/chromedriver}"
+if [ ! -x "$chromium" ] || [ ! -x "$chromedriver" ]; then
+  apt_install chromium chromium-driver fonts-dejavu-core
+fi
+[ -x "$chromium" ] || missing+=("$chromium (Debian package chromium) for the web app's browser tests")
+[ -x "$chromedriver" ] || missing+=("$chromedriver (Debian package chromium-driver) for the web app's browser tests")
+
+# axe-core checks every page the browser tests visit for accessibility
+# problems; it comes from the npm registry, pinned.
+axe_version=4.11.0
+axe_dir="${XDG_CACHE_HOME:-$HOME/.cache}/coop/axe-$axe_version"
+export COOP_TEST_AXE="${COOP_TEST_AXE:-$axe_dir/node_modules/axe-core/axe.min.js}"
+if [ ! -f "$COOP_TEST_AXE" ] && command -v npm >/dev/null; then
+  echo "installing axe-core $axe_version (npm) for the accessibility checks" >&2
+  mkdir -p "$axe_dir"
+  npm install --silent --no-audit --no-fund --prefix "$axe_dir" "axe-core@$axe_version" >&2 || true
+fi
+[ -f "$COOP_TEST_AXE" ] || missing+=("axe-core $axe_version at $COOP_TEST_AXE (npm install axe-core, needs npm) for the accessibility checks")
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "The test suite needs, and could not find:" >&2

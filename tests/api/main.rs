@@ -30,3 +30,5 @@ mod cluster;
 mod replicas;
 #[cfg(feature = "full-suite")]
 mod simulate;
+#[cfg(feature = "full-suite")]
+mod web;

@@ -3,7 +3,7 @@
 // person pastes the invite code from the email instead.
 (function () {
   var token = new URLSearchParams(location.hash.slice(1)).get("token");
-  var field = document.getElementById("token");
+  var field = document.getElementById("f-token");
   if (token && field && !field.value) {
     field.value = token;
     var row = document.getElementById("token-row");

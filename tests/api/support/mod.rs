@@ -4,6 +4,8 @@
 //! outside world (`fakes`: an SMTP server, a payment provider).
 
 pub mod app;
+#[cfg(feature = "full-suite")]
+pub mod browser;
 pub mod fakes;
 pub mod poll;
 pub mod process;

@@ -92,7 +92,10 @@ pub fn router(state: AppState) -> Router {
             read_after::track,
         ));
 
+    // Pages are compressed (brotli or gzip, as the browser accepts): a page's
+    // budget is 60 KB transferred with its stylesheet and script.
     let pages = crate::pages::router()
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(middleware::from_fn(crate::pages::csrf_guard))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -336,13 +336,14 @@ pub async fn announcement(
     State(state): State<AppState>,
     me: SignedInPage,
     Path(id): Path<String>,
+    Query(q): Query<Done>,
 ) -> PageResult {
     let id =
         Uuid::parse_str(&id).map_err(|_| PageError::NotFound("no such announcement".into()))?;
     let a = state.services.announcements.get(&me.ctx, id).await?;
     let coordinator = me.coordinator();
     Ok(ok(&AnnouncementPage {
-        layout: me.layout(a.subject.clone()),
+        layout: me.layout(a.subject.clone()).with_notice(q.done.as_deref()),
         paragraphs: a.body.split("\n\n").map(str::to_owned).collect(),
         item: line(&a, coordinator),
     }))
