@@ -24,9 +24,10 @@ async fn app_with(backing: Arc<Backing>, sink: &SmtpSink) -> TestApp {
     spawn_app_on(backing, &args).await
 }
 
-/// Checks the page: no serious or critical accessibility violation, and,
-/// for screenshots, saves it. (axe runs in the page: without JavaScript it
-/// cannot, and those are the same pages the JavaScript journey checks.)
+/// Checks the page: no serious or critical accessibility violation, no
+/// Content-Security-Policy violation, within its weight budget, and, for
+/// screenshots, saves it. (The checks run in the page: without JavaScript
+/// they cannot, and those are the same pages the JavaScript journey checks.)
 async fn check(b: &Browser, what: &str) {
     if !b.javascript() {
         return;
@@ -35,6 +36,18 @@ async fn check(b: &Browser, what: &str) {
     assert!(
         problems.is_empty(),
         "{what} ({}): {problems:#?}",
+        b.path().await
+    );
+    let violations = b.csp_violations().await;
+    assert!(
+        violations.is_empty(),
+        "{what} ({}) broke its Content-Security-Policy: {violations:#?}",
+        b.path().await
+    );
+    let weight = b.transferred_bytes().await;
+    assert!(
+        weight <= PAGE_BUDGET,
+        "{what} ({}) weighs {weight} bytes with a cold cache, over the {PAGE_BUDGET}-byte budget",
         b.path().await
     );
     if let Ok(dir) = std::env::var("COOP_SCREENSHOTS") {
@@ -201,6 +214,10 @@ async fn core_journey(tier: Tier, javascript: bool) {
         "{}",
         b.text().await
     );
+    for page in ["pay", "profile", "announcements"] {
+        b.goto(&format!("{}/{page}", app.address)).await;
+        check(&b, &format!("family-{page}")).await;
+    }
 
     // The coordinator's view: the roster, then making the Smiths' parent the
     // teacher of Art.
@@ -359,8 +376,20 @@ async fn pages_refuse_forged_forms_and_other_co_ops(tier: Tier) {
     b.fill("f-password", &other.password).await;
     b.click("main form button[type=submit]").await;
     wait_for_text(&b, "Dashboard").await;
-    let weight = b.transferred_bytes().await;
-    assert!(weight <= PAGE_BUDGET, "the dashboard weighs {weight} bytes");
+    check(&b, "dashboard-other-co-op").await;
+    // The policy check can fail: an inline script is refused and reported.
+    b.client
+        .execute(
+            "const s = document.createElement('script'); s.textContent = 'window.injected = 1'; document.body.appendChild(s); return null;",
+            vec![],
+        )
+        .await
+        .expect("inject a script");
+    let violations = b.csp_violations().await;
+    assert!(
+        violations.iter().any(|v| v.starts_with("script-src")),
+        "an inline script must break the policy and be reported: {violations:?}"
+    );
     // Another co-op's family: not found, as a page.
     b.goto(&format!("{}/families/{family_id}", app.address))
         .await;
@@ -397,6 +426,13 @@ async fn pages_refuse_forged_forms_and_other_co_ops(tier: Tier) {
     // Signed-in pages are private; static assets are public and immutable.
     let home = app.get("/home").session(&other.session).send().await;
     assert_eq!(home.header("cache-control"), Some("private, no-store"));
+    let policy = home.header("content-security-policy").unwrap_or_default();
+    assert!(
+        policy.contains("script-src 'self'")
+            && policy.contains("frame-ancestors 'none'")
+            && !policy.contains("unsafe"),
+        "{policy}"
+    );
     b.close().await;
 }
 

@@ -206,17 +206,39 @@ impl Browser {
             .collect()
     }
 
-    /// Bytes transferred for the page and everything it loaded (cold cache).
+    /// Bytes the page and everything it loaded cost a browser with a cold
+    /// cache: what came over the wire, and for what came from the browser's
+    /// cache (the stylesheet and script after the first page), its compressed
+    /// body plus 300 bytes for headers.
     pub async fn transferred_bytes(&self) -> u64 {
         let total = self
             .client
             .execute(
-                "return performance.getEntries().filter(e => 'transferSize' in e).reduce((a, e) => a + e.transferSize, 0);",
+                "return performance.getEntries().filter(e => 'transferSize' in e)\
+                   .reduce((a, e) => a + (e.transferSize > 0 ? e.transferSize : e.encodedBodySize + 300), 0);",
                 vec![],
             )
             .await
             .expect("performance entries");
         total.as_u64().unwrap_or(0)
+    }
+
+    /// Content-Security-Policy violations of the current page, including
+    /// those while it loaded (a buffered ReportingObserver sees them).
+    pub async fn csp_violations(&self) -> Vec<String> {
+        let answer = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; const seen = [];\
+                 const o = new ReportingObserver(rs => { for (const r of rs) seen.push(r.body.effectiveDirective + ' ' + (r.body.blockedURL || '') + ' ' + (r.body.sample || '')); },\
+                   {types: ['csp-violation'], buffered: true});\
+                 o.observe();\
+                 setTimeout(() => { for (const r of o.takeRecords()) seen.push(r.body.effectiveDirective + ' ' + (r.body.blockedURL || '')); o.disconnect(); done(JSON.stringify(seen)); }, 100);",
+                vec![],
+            )
+            .await
+            .expect("read CSP reports");
+        serde_json::from_str(answer.as_str().unwrap_or("[]")).expect("CSP reports")
     }
 
     pub async fn close(mut self) {
