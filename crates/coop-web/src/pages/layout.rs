@@ -84,6 +84,9 @@ fn notice(code: &str) -> Option<&'static str> {
         "paid" => "Thank you: your payment is on its way to the provider.",
         "coop-created" => "Your co-op is ready. Welcome!",
         "account-ready" => "Your family's account is ready.",
+        "password-changed" => "Your password is changed; your other devices are signed out.",
+        "password-reset" => "Your password is changed. Sign in with it.",
+        "signed-out-everywhere" => "You are signed out on every device.",
         _ => return None,
     })
 }

@@ -20,6 +20,7 @@ mod errors;
 mod family;
 mod forms;
 mod layout;
+mod password;
 mod public;
 mod teaching;
 
@@ -48,6 +49,19 @@ pub fn router() -> Router<AppState> {
         )
         .route("/home", get(account::home))
         .route("/profile", get(account::profile))
+        .route("/profile/password", post(password::change))
+        .route(
+            "/profile/sign-out-everywhere",
+            post(password::sign_out_everywhere),
+        )
+        .route(
+            "/forgot-password",
+            get(password::forgot_page).post(password::forgot),
+        )
+        .route(
+            "/reset-password",
+            get(password::reset_page).post(password::reset),
+        )
         .route("/announcements", get(account::announcements))
         .route("/announcements/{id}", get(account::announcement))
         .route(
