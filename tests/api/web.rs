@@ -214,6 +214,22 @@ async fn core_journey(tier: Tier, javascript: bool) {
         "{}",
         b.text().await
     );
+    // The calendar subscription: an address a calendar app reads without a
+    // session.
+    b.click("form[action='/schedule/feed'] button").await;
+    wait_for_text(&b, "Your subscription address is ready").await;
+    let address = b
+        .client
+        .find(fantoccini::Locator::Id("f-subscription"))
+        .await
+        .expect("the subscription address")
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    let ics = reqwest::get(&address).await.expect("the feed");
+    assert_eq!(ics.status(), StatusCode::OK, "{address}");
+    assert!(ics.text().await.unwrap().contains("Art — Leo"));
     for page in ["pay", "profile", "announcements"] {
         b.goto(&format!("{}/{page}", app.address)).await;
         check(&b, &format!("family-{page}")).await;

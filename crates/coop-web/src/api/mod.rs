@@ -52,6 +52,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             families::delete_family
         ))
         .routes(routes!(calendar::family_calendar))
+        .routes(routes!(calendar::new_feed))
+        .routes(routes!(calendar::feed))
         .routes(routes!(payments::list_payments, payments::create_payment))
         .routes(routes!(payments::get_payment))
         .routes(routes!(children::list_children, children::add_child))

@@ -115,6 +115,7 @@ pub fn router() -> Router<AppState> {
         .route("/jobs/{id}/retry", post(coordinator::retry_job))
         .route("/catalog", get(family::catalog))
         .route("/schedule", get(family::schedule))
+        .route("/schedule/feed", post(family::new_feed))
         .route("/pay", get(family::pay_page).post(family::pay))
         .route("/teaching", get(teaching::teaching))
 }
