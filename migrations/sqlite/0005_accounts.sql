@@ -26,3 +26,14 @@ CREATE TABLE calendar_feeds (
     created_at  BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX calendar_feeds_token_hash ON calendar_feeds (token_hash);
+
+-- Email changes waiting for the new address to confirm: single-use and
+-- expiring; only the token's hash is stored.
+CREATE TABLE email_changes (
+    token_hash  TEXT PRIMARY KEY,
+    user_id     BLOB NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    new_email   TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    used_at     BIGINT,
+    created_at  BIGINT NOT NULL
+);

@@ -16,6 +16,7 @@ both_tiers!(
     a_reset_link_sets_a_new_password_once,
     a_reset_request_says_nothing_about_which_emails_exist,
     reset_links_expire_and_bad_input_is_refused,
+    a_new_email_counts_only_once_its_inbox_confirms,
 );
 
 async fn me(app: &TestApp, session: &str) -> StatusCode {
@@ -340,6 +341,173 @@ async fn reset_links_expire_and_bad_input_is_refused(tier: Tier) {
             assert!(bad.json()["error"]["message"].is_string(), "{}", bad.text);
         }
     }
+    assert_eq!(
+        app.login(&c.email, &c.password).await.status,
+        StatusCode::OK
+    );
+}
+
+fn confirm_token(mail: &ReceivedMail) -> String {
+    let body = mail.body();
+    let start = body
+        .find("/confirm-email#token=")
+        .expect("a confirmation link")
+        + "/confirm-email#token=".len();
+    body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+async fn confirmation_to(sink: &SmtpSink, to: &str) -> ReceivedMail {
+    crate::support::eventually(
+        "the confirmation email",
+        Duration::from_secs(20),
+        || async {
+            sink.messages().into_iter().find(|m| {
+                m.subject
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("Confirm your new email"))
+                    && m.to.iter().any(|t| t.contains(to))
+            })
+        },
+    )
+    .await
+}
+
+/// A family changes its email: a link goes to the new address, nothing
+/// changes until it is used; then the account and the family's record both
+/// have the new address, every session ended, and the link is spent.
+async fn a_new_email_counts_only_once_its_inbox_confirms(tier: Tier) {
+    let (app, sink, _backing) = app_with_mail(tier).await;
+    let c = app.coordinator().await;
+    let family = app.family(&c.session, "The Okafors").await;
+    let family_id = family["family_id"].as_str().unwrap().to_owned();
+    let old = family["email"].as_str().unwrap().to_owned();
+    let welcome = crate::support::eventually("the welcome", Duration::from_secs(20), || async {
+        sink.messages()
+            .into_iter()
+            .find(|m| m.to.iter().any(|t| t.contains(&old)))
+    })
+    .await;
+    let body = welcome.body();
+    let start = body.find("token=").unwrap() + "token=".len();
+    let invite: String = body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let accepted = app
+        .post(
+            "/api/v1/auth/accept-invite",
+            &json!({"token": invite, "password": "family password 1"}),
+        )
+        .send()
+        .await;
+    assert_eq!(accepted.status, StatusCode::CREATED, "{}", accepted.text);
+    let session = accepted.session_token();
+    let new = format!("okafor-{}@example.org", uuid::Uuid::new_v4().simple());
+
+    for (body, field) in [
+        (
+            json!({"current_password": "wrong password", "new_email": new}),
+            "current_password",
+        ),
+        (
+            json!({"current_password": "family password 1", "new_email": "not-an-email"}),
+            "new_email",
+        ),
+        (
+            json!({"current_password": "family password 1", "new_email": old}),
+            "new_email",
+        ),
+    ] {
+        let refused = app
+            .post("/api/v1/auth/email", &body)
+            .session(&session)
+            .send()
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            refused.text
+        );
+        assert!(refused.text.contains(field), "{}", refused.text);
+    }
+    let asked = app
+        .post(
+            "/api/v1/auth/email",
+            &json!({"current_password": "family password 1", "new_email": new}),
+        )
+        .session(&session)
+        .send()
+        .await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text);
+    let token = confirm_token(&confirmation_to(&sink, &new).await);
+    // Nothing changed yet.
+    assert_eq!(
+        app.login(&old, "family password 1").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(me(&app, &session).await, StatusCode::OK);
+
+    let confirmed = app
+        .post("/api/v1/auth/email/confirm", &json!({"token": token}))
+        .send()
+        .await;
+    assert_eq!(
+        confirmed.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        confirmed.text
+    );
+    assert_eq!(
+        me(&app, &session).await,
+        StatusCode::UNAUTHORIZED,
+        "sessions ended"
+    );
+    assert_eq!(
+        app.login(&old, "family password 1").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let signed_in = app.login(&new, "family password 1").await;
+    assert_eq!(signed_in.status, StatusCode::OK);
+    assert_eq!(signed_in.json()["user"]["email"], new.as_str());
+    let record = app
+        .get(&format!("/api/v1/families/{family_id}"))
+        .session(&c.session)
+        .send()
+        .await;
+    assert_eq!(record.json()["email"], new.as_str(), "{}", record.text);
+
+    let again = app
+        .post("/api/v1/auth/email/confirm", &json!({"token": token}))
+        .send()
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    let unknown = app
+        .post("/api/v1/auth/email/confirm", &json!({"token": "nope"}))
+        .send()
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
+
+    // An address taken between the request and the confirmation is refused.
+    let coordinator_session = app.login(&c.email, &c.password).await.session_token();
+    let other = app.coordinator().await;
+    app.post(
+        "/api/v1/auth/email",
+        &json!({"current_password": c.password, "new_email": other.email}),
+    )
+    .session(&coordinator_session)
+    .send()
+    .await;
+    let token = confirm_token(&confirmation_to(&sink, &other.email).await);
+    let taken = app
+        .post("/api/v1/auth/email/confirm", &json!({"token": token}))
+        .send()
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.text);
+    assert_eq!(taken.json()["error"]["code"], "email_taken");
     assert_eq!(
         app.login(&c.email, &c.password).await.status,
         StatusCode::OK

@@ -493,13 +493,13 @@ crate::both_tiers!(
     a_coordinator_sets_up_the_co_op_in_the_browser,
     pages_refuse_forged_forms_and_other_co_ops,
     pages_work_at_phone_width,
-    a_forgotten_password_is_reset_from_the_email,
+    an_account_is_kept_in_the_browser,
 );
 
 /// "Forgot your password?" from the sign-in page, the link from the real
-/// email, a new password; then, signed in, a password change and "sign out
-/// everywhere" on the profile.
-async fn a_forgotten_password_is_reset_from_the_email(tier: Tier) {
+/// email, a new password; then, signed in, a password change, a new email
+/// confirmed from the link sent to it, and "sign out everywhere".
+async fn an_account_is_kept_in_the_browser(tier: Tier) {
     let sink = SmtpSink::start().await;
     let app = app_with(Backing::new(tier).await, &sink).await;
     let c = app.coordinator().await;
@@ -562,8 +562,45 @@ async fn a_forgotten_password_is_reset_from_the_email(tier: Tier) {
         "the other device is out"
     );
 
+    // A new email, confirmed from the link sent to it.
+    let new_email = format!("new-{}", c.email);
+    b.fill("f-new_email", &new_email).await;
+    b.fill("f-email_password", "my newer password 2").await;
+    b.click("form[action='/profile/email'] button").await;
+    wait_for_text(&b, "A link to confirm your new email is on its way").await;
+    check(&b, "profile").await;
+    let mail = eventually(
+        "the confirmation email",
+        Duration::from_secs(20),
+        || async {
+            sink.messages().into_iter().find(|m| {
+                m.subject
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("Confirm your new email"))
+            })
+        },
+    )
+    .await;
+    let body = mail.body();
+    let start = body.find("/confirm-email#").expect("a confirmation link");
+    let link: String = body[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    b.goto(&format!("{}{link}", app.address)).await;
+    wait_for_text(&b, "Confirm your new email").await;
+    check(&b, "confirm-email").await;
+    b.click("main form button[type=submit]").await;
+    wait_for_text(&b, "Your email is changed. Sign in with the new one.").await;
+    b.fill("f-email", &new_email).await;
+    b.fill("f-password", "my newer password 2").await;
+    b.click("main form button[type=submit]").await;
+    wait_for_text(&b, "Dashboard").await;
+    b.goto(&format!("{}/profile", app.address)).await;
+    wait_for_text(&b, &new_email).await;
+
     let elsewhere = app
-        .login(&c.email, "my newer password 2")
+        .login(&new_email, "my newer password 2")
         .await
         .session_token();
     b.click("form[action='/profile/sign-out-everywhere'] button")

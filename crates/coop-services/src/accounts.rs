@@ -6,7 +6,7 @@ use coop_domain::{Email, NewCoop, Password, PasswordHash, Role, token};
 use coop_mechanisms::data::{Data, ReadAfter};
 use coop_mechanisms::hashing::Hasher;
 use coop_mechanisms::sessions::{SessionData, SessionStore};
-use coop_mechanisms::store::accounts::{self as account_store, ResetOutcome};
+use coop_mechanisms::store::accounts::{self as account_store, EmailChangeOutcome, ResetOutcome};
 use coop_mechanisms::store::coops::{self, CreatedCoop};
 use coop_mechanisms::store::idempotency::Claim;
 use coop_mechanisms::store::invites::{self, AcceptOutcome, NewFamilyUser};
@@ -263,6 +263,80 @@ impl Accounts {
                 code: "reset_expired",
                 message: "this reset link has expired; ask for a new one".into(),
             }),
+        }
+    }
+
+    /// Starts changing the signed-in user's email: after checking the
+    /// password, a job emails a single-use confirmation link to the new
+    /// address. Nothing changes until that link is used.
+    pub async fn request_email_change(
+        &self,
+        caller: &Caller,
+        password: String,
+        new_email: Email,
+    ) -> Result<()> {
+        let primary = self.data.primary();
+        let user = account_store::user(primary, caller.user_id)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        let stored = Some(PasswordHash(user.password_hash));
+        if !self.hasher.verify(stored, password).await? {
+            return Err(
+                coop_domain::Invalid::field("current_password", "is not your password").into(),
+            );
+        }
+        if new_email.as_str() == user.email {
+            return Err(coop_domain::Invalid::field("new_email", "is your email already").into());
+        }
+        let job = crate::jobs::email_change_job(
+            user.coop_id,
+            user.id,
+            new_email.as_str(),
+            self.job_max_attempts,
+        );
+        coop_mechanisms::store::jobs::enqueue(primary, &[job]).await?;
+        self.data.committed(&ReadAfter::default(), &[]).await;
+        Ok(())
+    }
+
+    /// Confirms an email change with the token from the link sent to the new
+    /// address. Every session of the account ends (they carry the old
+    /// address); the person signs in with the new one.
+    pub async fn confirm_email_change(&self, confirm_token: &str) -> Result<()> {
+        match account_store::confirm_email_change(self.data.primary(), &token::hash(confirm_token))
+            .await?
+        {
+            EmailChangeOutcome::Done {
+                coop_id,
+                family_id,
+                ended,
+            } => {
+                self.sessions.forget(&ended).await;
+                let changed: Vec<_> = family_id
+                    .map(|id| crate::families::cache_key(coop_id, id))
+                    .into_iter()
+                    .collect();
+                self.data.committed(&ReadAfter::default(), &changed).await;
+                Ok(())
+            }
+            EmailChangeOutcome::Unknown => Err(Error::NotFound(
+                "this confirmation link does not exist; check that you copied the whole link"
+                    .into(),
+            )),
+            EmailChangeOutcome::Used => Err(Error::conflict(
+                "email_change_used",
+                "this confirmation link was used already; sign in with your new email",
+            )),
+            EmailChangeOutcome::Expired => Err(Error::Gone {
+                code: "email_change_expired",
+                message: "this confirmation link has expired; change the email again from your \
+                          profile"
+                    .into(),
+            }),
+            EmailChangeOutcome::Taken => Err(Error::conflict(
+                "email_taken",
+                "this email belongs to another account now; choose another on your profile",
+            )),
         }
     }
 

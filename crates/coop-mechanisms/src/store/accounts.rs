@@ -136,3 +136,125 @@ pub async fn redeem_reset(
         Ok(ResetOutcome::Done { user_id, ended })
     })
 }
+
+pub async fn insert_email_change(
+    db: &Db,
+    token_hash: &str,
+    user_id: Uuid,
+    new_email: &str,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    with_conn!(db, conn => {
+        sqlx::query(
+            "INSERT INTO email_changes (token_hash, user_id, new_email, expires_at, used_at, created_at) \
+             VALUES ($1, $2, $3, $4, NULL, $5)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(new_email)
+        .bind(expires_at)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?;
+    });
+    Ok(())
+}
+
+pub enum EmailChangeOutcome {
+    /// The email is changed (the family's too, for a family's account);
+    /// every session of the user ended (these token hashes).
+    Done {
+        coop_id: Uuid,
+        family_id: Option<Uuid>,
+        ended: Vec<String>,
+    },
+    Unknown,
+    Used,
+    Expired,
+    /// The new address belongs to another account (or family) by now.
+    Taken,
+}
+
+/// Uses the confirmation token and changes the user's email (and the
+/// family's, for a family account), in one transaction. Every session of
+/// the user ends: they carry the old address.
+pub async fn confirm_email_change(
+    db: &Db,
+    token_hash: &str,
+) -> Result<EmailChangeOutcome, sqlx::Error> {
+    let now = now_ms();
+    let at = coop_domain::clock::now();
+    with_conn!(db, conn => {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let row: Option<(Uuid, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT user_id, new_email, expires_at, used_at FROM email_changes WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((user_id, new_email, expires_at, used_at)) = row else {
+            return Ok(EmailChangeOutcome::Unknown);
+        };
+        if used_at.is_some() {
+            return Ok(EmailChangeOutcome::Used);
+        }
+        if expires_at < now {
+            return Ok(EmailChangeOutcome::Expired);
+        }
+        let marked = sqlx::query(
+            "UPDATE email_changes SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            return Ok(EmailChangeOutcome::Used);
+        }
+        let owner: Option<(Uuid, Option<Uuid>)> =
+            sqlx::query_as("SELECT coop_id, family_id FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((coop_id, family_id)) = owner else {
+            return Ok(EmailChangeOutcome::Unknown);
+        };
+        let changed = sqlx::query("UPDATE users SET email = $2 WHERE id = $1")
+            .bind(user_id)
+            .bind(&new_email)
+            .execute(&mut *tx)
+            .await;
+        match changed {
+            Ok(_) => {}
+            Err(err) if super::is_unique_violation(&err) => return Ok(EmailChangeOutcome::Taken),
+            Err(err) => return Err(err),
+        }
+        if let Some(family_id) = family_id {
+            let changed = sqlx::query(
+                "UPDATE families SET email = $3, version = version + 1, updated_at = $4 \
+                 WHERE coop_id = $1 AND id = $2",
+            )
+            .bind(coop_id)
+            .bind(family_id)
+            .bind(&new_email)
+            .bind(at)
+            .execute(&mut *tx)
+            .await;
+            match changed {
+                Ok(_) => {}
+                Err(err) if super::is_unique_violation(&err) => {
+                    return Ok(EmailChangeOutcome::Taken)
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let ended = sqlx::query_scalar::<_, String>(
+            "DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash",
+        )
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(EmailChangeOutcome::Done { coop_id, family_id, ended })
+    })
+}

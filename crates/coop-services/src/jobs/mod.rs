@@ -30,10 +30,12 @@ pub enum Kind {
     AnnouncementEmail,
     /// A single-use link to choose a new password.
     PasswordResetEmail,
+    /// A single-use link, to the new address, that confirms an email change.
+    EmailChangeConfirmation,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Self::WelcomeEmail,
         Self::CoordinatorNotice,
         Self::CalendarEvents,
@@ -43,6 +45,7 @@ impl Kind {
         Self::AnnouncementFanOut,
         Self::AnnouncementEmail,
         Self::PasswordResetEmail,
+        Self::EmailChangeConfirmation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +59,7 @@ impl Kind {
             Self::AnnouncementFanOut => "announcement_fan_out",
             Self::AnnouncementEmail => "announcement_email",
             Self::PasswordResetEmail => "password_reset_email",
+            Self::EmailChangeConfirmation => "email_change_confirmation",
         }
     }
 
@@ -79,6 +83,13 @@ pub struct FamilyJob {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct UserJob {
     pub user_id: Uuid,
+}
+
+/// The payload of an email change's confirmation.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EmailChangeJob {
+    pub user_id: Uuid,
+    pub new_email: String,
 }
 
 /// The payload of a payment job.
@@ -228,6 +239,23 @@ pub fn password_reset_job(coop_id: Uuid, user_id: Uuid, max_attempts: u32) -> Ne
     keyed_job(
         coop_id,
         Kind::PasswordResetEmail,
+        format!("{user_id}.{}", Uuid::now_v7()),
+        payload,
+        max_attempts,
+    )
+}
+
+/// The confirmation of an email change, to the new address.
+pub fn email_change_job(
+    coop_id: Uuid,
+    user_id: Uuid,
+    new_email: &str,
+    max_attempts: u32,
+) -> NewJob {
+    let payload = serde_json::json!({ "user_id": user_id, "new_email": new_email }).to_string();
+    keyed_job(
+        coop_id,
+        Kind::EmailChangeConfirmation,
         format!("{user_id}.{}", Uuid::now_v7()),
         payload,
         max_attempts,

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use coop_domain::{FieldCheck, Parsed, Password};
+use coop_domain::{Email, FieldCheck, Parsed, Password};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -180,4 +180,85 @@ pub fn reset_token(raw: &str) -> Result<String, String> {
     } else {
         Ok(raw.to_owned())
     }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ChangeEmail {
+    /// The account's password: changing where the account's mail goes
+    /// needs it, even with a session.
+    #[schema(max_length = 1024)]
+    pub current_password: Option<String>,
+    #[schema(example = "ada@example.org", max_length = 254)]
+    pub new_email: Option<String>,
+}
+
+/// Change the signed-in user's email. A confirmation link goes to the new
+/// address; nothing changes until it is used.
+#[utoipa::path(post, path = "/api/v1/auth/email", tag = "auth",
+    request_body = ChangeEmail,
+    responses(
+        (status = 202, body = ResetRequested, description = "The confirmation link is on its way to the new address"),
+        (status = 400, body = ErrorBody, description = "Malformed JSON"),
+        (status = 401, body = ErrorBody, description = "No valid session"),
+        (status = 422, body = ErrorBody, description = "Missing fields, a malformed email, the same email, or a wrong password"),
+        (status = 503, body = ErrorBody, description = "Too many sign-ins at once; retry shortly"),
+    ))]
+pub async fn change_email(
+    State(state): State<AppState>,
+    SignedIn(ctx): SignedIn,
+    ApiJson(body): ApiJson<ChangeEmail>,
+) -> Result<(StatusCode, ApiJson<ResetRequested>), ApiError> {
+    let mut check = FieldCheck::default();
+    let password = check.required("current_password", body.current_password.as_deref(), |s| {
+        Ok(s.to_owned())
+    });
+    let email = check.required("new_email", body.new_email.as_deref(), Email::parse);
+    let (password, email) = check.done(|| {
+        Ok((
+            password.field("current_password")?,
+            email.field("new_email")?,
+        ))
+    })?;
+    state
+        .services
+        .accounts
+        .request_email_change(&ctx.caller, password, email)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        ApiJson(ResetRequested {
+            message: "a link to confirm the new email is on its way to it; it works once, \
+                      for a day, and nothing changes until it is used"
+                .to_owned(),
+        }),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ConfirmEmail {
+    /// The `token` from the confirmation link sent to the new address.
+    pub token: Option<String>,
+}
+
+/// Confirm an email change with the token sent to the new address. Every
+/// session of the account ends; sign in with the new email.
+#[utoipa::path(post, path = "/api/v1/auth/email/confirm", tag = "auth",
+    request_body = ConfirmEmail,
+    responses(
+        (status = 204, description = "The email is changed; every session has ended"),
+        (status = 400, body = ErrorBody, description = "Malformed JSON"),
+        (status = 404, body = ErrorBody, description = "No such confirmation link"),
+        (status = 409, body = ErrorBody, description = "The link was used already, or the email belongs to another account now"),
+        (status = 410, body = ErrorBody, description = "The link has expired"),
+        (status = 422, body = ErrorBody, description = "Missing token"),
+    ))]
+pub async fn confirm_email(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ConfirmEmail>,
+) -> Result<StatusCode, ApiError> {
+    let mut check = FieldCheck::default();
+    let token = check.required("token", body.token.as_deref(), reset_token);
+    let token = check.done(|| token.field("token"))?;
+    state.services.accounts.confirm_email_change(&token).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

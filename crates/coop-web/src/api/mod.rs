@@ -45,6 +45,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(account::logout_everywhere))
         .routes(routes!(account::request_reset))
         .routes(routes!(account::reset_password))
+        .routes(routes!(account::change_email))
+        .routes(routes!(account::confirm_email))
         .routes(routes!(families::list_families, families::create_family))
         .routes(routes!(
             families::get_family,

@@ -252,6 +252,7 @@ pub async fn profile(me: SignedInPage, Query(q): Query<Done>) -> PageResult {
         email: me.ctx.caller.email.clone(),
         role: me.ctx.caller.role.as_str(),
         form: super::forms::Form::default(),
+        email_form: super::forms::Form::default(),
     }))
 }
 

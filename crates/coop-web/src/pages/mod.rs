@@ -50,6 +50,11 @@ pub fn router() -> Router<AppState> {
         .route("/home", get(account::home))
         .route("/profile", get(account::profile))
         .route("/profile/password", post(password::change))
+        .route("/profile/email", post(password::change_email))
+        .route(
+            "/confirm-email",
+            get(password::confirm_email_page).post(password::confirm_email),
+        )
         .route(
             "/profile/sign-out-everywhere",
             post(password::sign_out_everywhere),

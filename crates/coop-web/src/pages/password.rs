@@ -1,12 +1,13 @@
-//! Pages for a password's life: a forgotten one reset from an emailed link,
-//! a known one changed on the profile, and signing out everywhere.
+//! Pages for an account's credentials: a forgotten password reset from an
+//! emailed link, the password and the email changed on the profile (a new
+//! email confirmed from a link sent to it), and signing out everywhere.
 
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::{Extension, Form as PostedForm};
-use coop_domain::{FieldErrors, Password};
+use coop_domain::{Email, FieldErrors, Password};
 use serde::Deserialize;
 
 use super::errors::PageResult;
@@ -150,7 +151,10 @@ pub(super) struct Profile {
     pub layout: Layout,
     pub email: String,
     pub role: &'static str,
+    /// The password form (with its problems, after a failed change).
     pub form: Form,
+    /// The email form.
+    pub email_form: Form,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +179,7 @@ pub async fn change(
                 email: me.ctx.caller.email.clone(),
                 role: me.ctx.caller.role.as_str(),
                 form: Form::default().failed(errors, ""),
+                email_form: Form::default(),
             },
         )
     };
@@ -233,5 +238,127 @@ fn sentence(message: &str) -> String {
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EmailForm {
+    #[serde(default)]
+    new_email: String,
+    #[serde(default)]
+    email_password: String,
+}
+
+pub async fn change_email(
+    State(state): State<AppState>,
+    me: SignedInPage,
+    PostedForm(form): PostedForm<EmailForm>,
+) -> PageResult {
+    let again = |errors: FieldErrors| {
+        page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &Profile {
+                layout: me.layout("Profile"),
+                email: me.ctx.caller.email.clone(),
+                role: me.ctx.caller.role.as_str(),
+                form: Form::default(),
+                email_form: Form::with(&[("new_email", form.new_email.clone())]).failed(errors, ""),
+            },
+        )
+    };
+    let new_email = match Email::parse(form.new_email.trim()) {
+        Ok(email) => email,
+        Err(problem) => {
+            let mut errors = FieldErrors::new();
+            errors.insert("new_email".into(), format!("The email {problem}."));
+            return Ok(again(errors));
+        }
+    };
+    match state
+        .services
+        .accounts
+        .request_email_change(&me.ctx.caller, form.email_password, new_email)
+        .await
+    {
+        Ok(()) => Ok(redirect("/profile?done=email-sent")),
+        Err(coop_services::Error::Invalid(invalid)) => {
+            let errors = invalid
+                .0
+                .into_iter()
+                .map(|(field, problem)| match field.as_str() {
+                    "current_password" => (
+                        "email_password".to_owned(),
+                        "This is not your password. Type it again.".to_owned(),
+                    ),
+                    _ => ("new_email".to_owned(), format!("This email {problem}.")),
+                })
+                .collect();
+            Ok(again(errors))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "confirm_email.html")]
+struct ConfirmEmail {
+    layout: Layout,
+    form: Form,
+    script: &'static str,
+}
+
+pub async fn confirm_email_page(Extension(csrf): Extension<Csrf>) -> Response {
+    ok(&ConfirmEmail {
+        layout: Layout::new("Confirm your new email", None, &csrf),
+        form: Form::default(),
+        script: INVITE_JS,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    #[serde(default)]
+    token: String,
+}
+
+pub async fn confirm_email(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<Csrf>,
+    PostedForm(form): PostedForm<ConfirmForm>,
+) -> PageResult {
+    let again = |errors, summary: String| {
+        page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &ConfirmEmail {
+                layout: Layout::new("Confirm your new email", None, &csrf),
+                form: Form::with(&[("token", form.token.clone())]).failed(errors, summary),
+                script: INVITE_JS,
+            },
+        )
+    };
+    let Ok(token) = reset_token(&form.token) else {
+        let mut errors = FieldErrors::new();
+        errors.insert(
+            "token".into(),
+            "Paste the code from the confirmation email.".into(),
+        );
+        return Ok(again(errors, String::new()));
+    };
+    match state.services.accounts.confirm_email_change(&token).await {
+        Ok(()) => {
+            let mut response = redirect("/sign-in?done=email-changed");
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                session_cookie("", 0, state.http.secure_cookies),
+            );
+            Ok(response)
+        }
+        Err(coop_services::Error::NotFound(message))
+        | Err(coop_services::Error::Gone { message, .. })
+        | Err(coop_services::Error::Conflict { message, .. }) => Ok(again(
+            Default::default(),
+            format!("{}.", sentence(&message)),
+        )),
+        Err(err) => Err(PageError::from(err)),
     }
 }
