@@ -17,7 +17,126 @@ both_tiers!(
     a_reset_request_says_nothing_about_which_emails_exist,
     reset_links_expire_and_bad_input_is_refused,
     a_new_email_counts_only_once_its_inbox_confirms,
+    removing_a_family_ends_its_account_and_frees_its_email,
+    a_corrected_email_revokes_the_old_invite_and_invites_the_new_address,
 );
+
+async fn welcome_token(sink: &SmtpSink, to: &str, nth: usize) -> String {
+    let mail = crate::support::eventually("the welcome email", Duration::from_secs(20), || async {
+        sink.messages()
+            .into_iter()
+            .filter(|m| {
+                m.subject
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("Welcome"))
+                    && m.to.iter().any(|t| t.contains(to))
+            })
+            .nth(nth)
+    })
+    .await;
+    let body = mail.body();
+    let start = body.find("token=").expect("an invite link") + "token=".len();
+    body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+async fn accept(app: &TestApp, token: &str) -> crate::support::TestResponse {
+    app.post(
+        "/api/v1/auth/accept-invite",
+        &json!({"token": token, "password": "family password 1"}),
+    )
+    .send()
+    .await
+}
+
+/// Removing a family signs its account out everywhere and removes the
+/// account, so the same email can be enrolled (and invited) again.
+async fn removing_a_family_ends_its_account_and_frees_its_email(tier: Tier) {
+    let (app, sink, _backing) = app_with_mail(tier).await;
+    let c = app.coordinator().await;
+    let family = app.family(&c.session, "The Moreaus").await;
+    let id = family["family_id"].as_str().unwrap().to_owned();
+    let email = family["email"].as_str().unwrap().to_owned();
+    let accepted = accept(&app, &welcome_token(&sink, &email, 0).await).await;
+    assert_eq!(accepted.status, StatusCode::CREATED, "{}", accepted.text);
+    let session = accepted.session_token();
+    assert_eq!(me(&app, &session).await, StatusCode::OK);
+
+    let removed = app
+        .delete(&format!("/api/v1/families/{id}"))
+        .session(&c.session)
+        .send()
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    assert_eq!(
+        me(&app, &session).await,
+        StatusCode::UNAUTHORIZED,
+        "signed out"
+    );
+    assert_eq!(
+        app.login(&email, "family password 1").await.status,
+        StatusCode::UNAUTHORIZED,
+        "the account is gone"
+    );
+
+    let again = app
+        .post(
+            "/api/v1/families",
+            &json!({"family_name": "The Moreaus", "email": email}),
+        )
+        .session(&c.session)
+        .send()
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+    let accepted = accept(&app, &welcome_token(&sink, &email, 1).await).await;
+    assert_eq!(accepted.status, StatusCode::CREATED, "{}", accepted.text);
+}
+
+/// A coordinator corrects a mistyped email: the invite sent to the wrong
+/// address stops working, and the right address gets one of its own.
+async fn a_corrected_email_revokes_the_old_invite_and_invites_the_new_address(tier: Tier) {
+    let (app, sink, _backing) = app_with_mail(tier).await;
+    let c = app.coordinator().await;
+    let family = app.family(&c.session, "The Lindqvists").await;
+    let id = family["family_id"].as_str().unwrap().to_owned();
+    let typo = family["email"].as_str().unwrap().to_owned();
+    let wrong_token = welcome_token(&sink, &typo, 0).await;
+    let right = format!("right-{typo}");
+    let corrected = app
+        .put(
+            &format!("/api/v1/families/{id}"),
+            &json!({"family_name": "The Lindqvists", "email": right}),
+        )
+        .session(&c.session)
+        .send()
+        .await;
+    assert_eq!(corrected.status, StatusCode::OK, "{}", corrected.text);
+    let stolen = accept(&app, &wrong_token).await;
+    assert_eq!(stolen.status, StatusCode::NOT_FOUND, "{}", stolen.text);
+    let accepted = accept(&app, &welcome_token(&sink, &right, 0).await).await;
+    assert_eq!(accepted.status, StatusCode::CREATED, "{}", accepted.text);
+    assert_eq!(accepted.json()["user"]["email"], right.as_str());
+
+    // Renaming alone (same email) sends nothing and revokes nothing.
+    let renamed = app
+        .put(
+            &format!("/api/v1/families/{id}"),
+            &json!({"family_name": "The Lindqvist family", "email": right}),
+        )
+        .session(&c.session)
+        .send()
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let to_right = sink
+        .messages()
+        .into_iter()
+        .filter(|m| m.to.iter().any(|t| t.contains(&right)))
+        .count();
+    assert_eq!(to_right, 1, "one welcome for the corrected address");
+}
 
 async fn me(app: &TestApp, session: &str) -> StatusCode {
     app.get("/api/v1/auth/me")

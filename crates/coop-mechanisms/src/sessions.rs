@@ -118,6 +118,12 @@ impl SessionStore {
     }
 }
 
+/// The cache entry of the session with this token hash (for stores that end
+/// sessions in their own transactions, such as removing a family).
+pub fn cache_key(token_hash: &str) -> CacheKey {
+    key(token_hash)
+}
+
 /// Sessions are keyed by the token's hash, never the token itself.
 fn key(token_hash: &str) -> CacheKey {
     CacheKey::new("session", token_hash)

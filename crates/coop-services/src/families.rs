@@ -192,10 +192,17 @@ impl Families {
             .await
             .on_unique(email_taken)?;
         match outcome {
-            UpdateOutcome::Updated(row) => {
+            UpdateOutcome::Updated { row, needs_invite } => {
                 self.data
                     .committed(&ctx.read_after, &[key(coop_id, id)])
                     .await;
+                if needs_invite {
+                    // The old invites were revoked with the change; the new
+                    // address gets one of its own. Should this enqueue fail,
+                    // the coordinator's "resend invite" sends it.
+                    let job = jobs::invite_again_job(coop_id, id, self.job_max_attempts);
+                    coop_mechanisms::store::jobs::enqueue(self.data.primary(), &[job]).await?;
+                }
                 Ok(row)
             }
             UpdateOutcome::NotFound => Err(not_found()),
@@ -209,10 +216,14 @@ impl Families {
         ctx.coordinator()?;
         let coop_id = ctx.coop_id();
         match families::delete(self.data.primary(), coop_id, id, expected).await? {
-            DeleteOutcome::Deleted => {
-                self.data
-                    .committed(&ctx.read_after, &[key(coop_id, id)])
-                    .await;
+            DeleteOutcome::Deleted { ended_sessions } => {
+                let mut changed = vec![key(coop_id, id)];
+                changed.extend(
+                    ended_sessions
+                        .iter()
+                        .map(|hash| coop_mechanisms::sessions::cache_key(hash)),
+                );
+                self.data.committed(&ctx.read_after, &changed).await;
                 Ok(())
             }
             DeleteOutcome::NotFound => Err(not_found()),

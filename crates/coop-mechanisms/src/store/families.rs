@@ -85,9 +85,17 @@ pub struct FamilyFields<'a> {
 }
 
 pub enum UpdateOutcome {
-    Updated(FamilyRow),
+    /// `needs_invite`: the email changed, its unused invites are revoked,
+    /// and the family has no account yet: a new invite should go to the new
+    /// address.
+    Updated {
+        row: FamilyRow,
+        needs_invite: bool,
+    },
     NotFound,
-    VersionMismatch { current: i64 },
+    VersionMismatch {
+        current: i64,
+    },
 }
 
 /// Inserts the family and, in the same transaction, the jobs its enrollment
@@ -262,7 +270,14 @@ pub async fn update(
          WHERE coop_id = $5 AND id = $6 AND ($7 OR version = $8) RETURNING {COLUMNS}"
     );
     let updated = with_conn!(db, conn => {
-        sqlx::query_as::<_, FamilyRow>(&sql)
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT email FROM families WHERE coop_id = $1 AND id = $2")
+                .bind(coop_id)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let row = sqlx::query_as::<_, FamilyRow>(&sql)
             .bind(fields.family_name.as_str())
             .bind(fields.email.as_str())
             .bind(fields.enrollment_date)
@@ -271,11 +286,31 @@ pub async fn update(
             .bind(id)
             .bind(expected_version.is_none())
             .bind(expected_version.unwrap_or_default())
-            .fetch_optional(&mut *conn)
-            .await?
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut needs_invite = false;
+        if let Some(row) = &row
+            && before.as_deref() != Some(row.email.as_str())
+        {
+            // The invites went to the old address, perhaps a mistyped one:
+            // whoever reads it must not get the account. Revoked with the
+            // change, in the same transaction.
+            sqlx::query("DELETE FROM invites WHERE family_id = $1 AND used_at IS NULL")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let has_account: Option<Uuid> =
+                sqlx::query_scalar("SELECT id FROM users WHERE family_id = $1 AND role = 'family'")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            needs_invite = has_account.is_none();
+        }
+        tx.commit().await?;
+        row.map(|row| (row, needs_invite))
     });
     match updated {
-        Some(row) => Ok(UpdateOutcome::Updated(row)),
+        Some((row, needs_invite)) => Ok(UpdateOutcome::Updated { row, needs_invite }),
         None => Ok(match get(db, coop_id, id).await? {
             Some(current) => UpdateOutcome::VersionMismatch {
                 current: current.version,
@@ -286,7 +321,10 @@ pub async fn update(
 }
 
 pub enum DeleteOutcome {
-    Deleted,
+    /// Gone, with these sessions (token hashes) of its account.
+    Deleted {
+        ended_sessions: Vec<String>,
+    },
     NotFound,
     VersionMismatch {
         current: i64,
@@ -296,6 +334,9 @@ pub enum DeleteOutcome {
     HasEnrollments,
 }
 
+/// Removes the family with its account, the account's sessions and its
+/// unused invites, in one transaction: nobody stays signed in to a family
+/// that is gone, and its email can be enrolled again.
 pub async fn delete(
     db: &Db,
     coop_id: Uuid,
@@ -305,17 +346,40 @@ pub async fn delete(
     const SQL: &str = "DELETE FROM families WHERE coop_id = $1 AND id = $2 AND ($3 OR version = $4) \
          AND NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.family_id = $2 AND e.state <> 'dropped')";
     let deleted = with_conn!(db, conn => {
-        sqlx::query(SQL)
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let deleted = sqlx::query(SQL)
             .bind(coop_id)
             .bind(id)
             .bind(expected_version.is_none())
             .bind(expected_version.unwrap_or_default())
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+        let mut ended = Vec::new();
+        if deleted > 0 {
+            ended = sqlx::query_scalar::<_, String>(
+                "DELETE FROM sessions WHERE user_id IN \
+                 (SELECT id FROM users WHERE coop_id = $1 AND family_id = $2) RETURNING token_hash",
+            )
+            .bind(coop_id)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM users WHERE coop_id = $1 AND family_id = $2")
+                .bind(coop_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM invites WHERE family_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        (deleted > 0).then_some(ended)
     });
-    if deleted > 0 {
-        return Ok(DeleteOutcome::Deleted);
+    if let Some(ended_sessions) = deleted {
+        return Ok(DeleteOutcome::Deleted { ended_sessions });
     }
     Ok(match get(db, coop_id, id).await? {
         Some(current) if expected_version.is_none_or(|v| v == current.version) => {
