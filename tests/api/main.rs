@@ -22,6 +22,7 @@ mod idempotency;
 mod instances;
 mod jobs;
 mod operations;
+mod pages;
 mod process;
 mod static_assets;
 

@@ -104,6 +104,9 @@ pub fn router(state: AppState) -> Router {
     // Pages are compressed (brotli or gzip, as the browser accepts): a page's
     // budget is 60 KB transferred with its stylesheet and script.
     let pages = crate::pages::router()
+        .layer(middleware::map_response(
+            crate::pages::plain_rejections_as_pages,
+        ))
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(middleware::from_fn(crate::pages::csrf_guard))
         .layer(middleware::from_fn_with_state(

@@ -1,8 +1,8 @@
 //! The coordinator's pages: families, semesters and classes, announcements,
 //! charges and failed jobs.
 
+use super::forms::PostedForm;
 use askama::Template;
-use axum::Form as PostedForm;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;

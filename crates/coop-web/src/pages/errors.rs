@@ -137,3 +137,27 @@ impl IntoResponse for PageError {
 
 /// A page route's result.
 pub type PageResult = Result<Response, PageError>;
+
+/// Any plain-text 4xx a page route answers (the framework's rejection of a
+/// query or path it cannot read, e.g. a parameter given twice) becomes a
+/// page in plain words: a person never sees a bare framework message.
+pub async fn plain_rejections_as_pages(response: Response) -> Response {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !(status.is_client_error() && plain) {
+        return response;
+    }
+    match status {
+        StatusCode::NOT_FOUND => PageError::NotFound("There is no page at this address.".into()),
+        _ => PageError::BadForm(
+            "the address or form could not be read (a part came twice, or in a shape Coop \
+             does not know)"
+                .into(),
+        ),
+    }
+    .into_response()
+}

@@ -1,8 +1,8 @@
 //! A family's pages: the class catalog with enrolling and dropping, adding a
 //! child, the week's schedule and its calendar link, paying what is due.
 
+use super::forms::PostedForm;
 use askama::Template;
-use axum::Form as PostedForm;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use coop_domain::courses::{EnrollmentState, NewChild, Number, Weekday};

@@ -139,3 +139,27 @@ mod tests {
         assert!(!constant_time_eq("abc", "abcd"));
     }
 }
+
+/// A posted form's fields. A body that cannot be read (a field twice, bad
+/// encoding, another content type) gets a page in plain words, never the
+/// framework's plain-text rejection.
+pub struct PostedForm<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for PostedForm<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(fields)) => Ok(Self(fields)),
+            Err(_) => Err(PageError::BadForm(
+                "the form could not be read (a field came twice, or in a form Coop does not \
+                 know)"
+                    .into(),
+            )),
+        }
+    }
+}

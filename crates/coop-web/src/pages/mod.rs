@@ -30,7 +30,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-pub use errors::PageError;
+pub use errors::{PageError, plain_rejections_as_pages};
 pub use forms::{Csrf, Form, guard as csrf_guard};
 pub use layout::{Layout, Nav, SignedInPage};
 

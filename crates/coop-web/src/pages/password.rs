@@ -2,11 +2,12 @@
 //! emailed link, the password and the email changed on the profile (a new
 //! email confirmed from a link sent to it), and signing out everywhere.
 
+use super::forms::PostedForm;
 use askama::Template;
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use axum::{Extension, Form as PostedForm};
 use coop_domain::{Email, FieldErrors, Password};
 use serde::Deserialize;
 

@@ -1,11 +1,12 @@
 //! Pages for people not signed in: the landing page, signing in and out,
 //! founding a co-op, accepting an invite.
 
+use super::forms::PostedForm;
 use askama::Template;
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use axum::{Extension, Form as PostedForm};
 use coop_domain::{CoordinatorInput, NewCoop, NewCoopInput, Password};
 use serde::Deserialize;
 
