@@ -16,6 +16,7 @@ mod auth;
 mod cache;
 mod coops;
 mod courses;
+mod edge;
 mod families;
 mod idempotency;
 mod instances;

@@ -20,6 +20,8 @@ use coop_runtime::telemetry::LogFormat;
 use coop_runtime::values::{parse_bool, parse_duration};
 use coop_services::AccountSettings;
 
+use crate::http::serve::ConnectionLimits;
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     #[command(flatten, next_help_heading = "HTTP server")]
@@ -76,6 +78,28 @@ pub struct HttpSettings {
           value_name = "COOP_IDEMPOTENCY_LEASE", value_parser = parse_duration)]
     pub idempotency_lease: Option<Duration>,
 
+    /// A connection must send a complete request head within this long of
+    /// its first byte (of opening, for a new connection), or it is closed.
+    #[arg(long = "header-read-timeout", env = "COOP_HEADER_READ_TIMEOUT",
+          value_name = "COOP_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// A keep-alive connection with no request running and nothing sent or
+    /// received for this long is closed. Longer than the upstream keepalive
+    /// timeout of the nginx config (60 s), so nginx, not Coop, closes idle
+    /// upstream connections: otherwise a request sent as Coop closes the
+    /// connection fails, and nginx does not retry a POST.
+    #[arg(long = "idle-timeout", env = "COOP_IDLE_TIMEOUT", value_name = "COOP_IDLE_TIMEOUT",
+          default_value = "75s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Most connections served at once; past it new ones wait in the
+    /// listen backlog. Keep it under the open-file limit (`ulimit -n`).
+    #[arg(long = "max-connections", env = "COOP_MAX_CONNECTIONS",
+          value_name = "COOP_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// Mark the session cookie `Secure` (set when TLS terminates in front of Coop).
     #[arg(long = "secure-cookies", env = "COOP_SECURE_COOKIES", value_name = "COOP_SECURE_COOKIES",
           default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
@@ -92,6 +116,17 @@ pub struct HttpSettings {
     #[arg(long = "shutdown-timeout", env = "COOP_SHUTDOWN_TIMEOUT",
           value_name = "COOP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+}
+
+impl HttpSettings {
+    /// The listener's limits, for `http::serve`.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections as usize,
+        }
+    }
 }
 
 /// Default lease beyond the request timeout: room for clock differences between

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use axum::serve::ListenerExt;
 use coop_mechanisms::cache::Cache;
 use coop_mechanisms::data::Data;
 use coop_mechanisms::hashing::Hasher;
@@ -170,18 +169,14 @@ impl Application {
             }))
         });
 
-        // Small JSON answers suffer badly from Nagle's algorithm: axum::serve does
-        // not disable it, so we do.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
+        let server =
+            crate::http::serve::serve(listener, router, state.http.connection_limits(), graceful);
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(drain_delay + shutdown_timeout).await;
         };
         tokio::select! {
-            result = server => result.context("serving HTTP")?,
+            () = server => {}
             () = deadline => tracing::warn!(?shutdown_timeout, "in-flight requests did not finish in time"),
         }
         if let Some(worker) = worker {

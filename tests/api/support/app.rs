@@ -231,6 +231,13 @@ impl Endpoint {
         }
     }
 
+    /// The Prometheus text of `/metrics`, which must answer 200.
+    pub async fn metrics(&self) -> String {
+        let answer = self.get("/metrics").send().await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        answer.text
+    }
+
     pub fn req(&self, method: Method, path: &str) -> Req<'_> {
         Req {
             app: self,

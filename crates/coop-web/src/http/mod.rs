@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod json;
 pub mod metrics;
 pub mod read_after;
+pub mod serve;
 pub mod timeout;
 
 /// The session cookie's name.
