@@ -8,13 +8,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::both_tiers;
-use crate::support::{Backing, Endpoint, Tier, spawn_app_on, spawn_process};
+use crate::support::{
+    Backing, Endpoint, METRICS_TOKEN, Tier, spawn_app_as_configured, spawn_app_on, spawn_process,
+};
 
 both_tiers!(
     invented_methods_and_paths_do_not_become_metric_series,
     a_connection_trickling_its_headers_is_closed,
     an_idle_keep_alive_connection_is_closed,
     connections_past_the_cap_wait_for_a_free_slot,
+    metrics_are_served_only_where_the_operator_asks,
 );
 
 /// Issue 15, finding 1: a request's method used to become a label as sent, so
@@ -218,4 +221,81 @@ async fn connections_past_the_cap_wait_for_a_free_slot(tier: Tier) {
     drop(first);
     let head = read_response(&mut third).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+/// Issue 15, finding 8: `/metrics` was public. Now it is served on the main
+/// listener only with COOP_METRICS_TOKEN as a bearer token, on
+/// COOP_METRICS_LISTEN (asking for the token if one is set), and answers 404
+/// everywhere else, like a path that does not exist.
+async fn metrics_are_served_only_where_the_operator_asks(tier: Tier) {
+    let backing = Backing::new(tier).await;
+    let bearer = format!("Bearer {METRICS_TOKEN}");
+
+    // Neither setting: nobody reads them.
+    let closed = spawn_app_as_configured(backing.clone(), &[]).await;
+    assert!(closed.metrics_listener.is_none());
+    for authorization in [None, Some(bearer.as_str())] {
+        let mut request = closed.get("/metrics");
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let answer = request.send().await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text);
+        assert_eq!(answer.error_code(), "not_found");
+    }
+    closed.stop().await;
+
+    // A token: the main listener serves a scraper that presents it, only.
+    let with_token = spawn_app_on(backing.clone(), &[]).await;
+    assert!(with_token.metrics().await.contains("http_requests_total"));
+    for wrong in ["", "Bearer not-the-token-0123456789", "Basic dGVzdA=="] {
+        let mut request = with_token.get("/metrics");
+        if !wrong.is_empty() {
+            request = request.header("authorization", wrong);
+        }
+        let answer = request.send().await;
+        assert_eq!(
+            answer.status,
+            StatusCode::NOT_FOUND,
+            "{wrong:?}: {}",
+            answer.text
+        );
+        assert!(!answer.text.contains("http_requests_total"));
+    }
+    with_token.stop().await;
+
+    // A separate listener: open there, 404 on the main one.
+    let private = spawn_app_on(backing.clone(), &["--metrics-listen", "127.0.0.1:0"]).await;
+    let listener = private
+        .metrics_listener
+        .as_ref()
+        .expect("a metrics listener");
+    let scraped = listener.get("/metrics").send().await;
+    assert_eq!(scraped.status, StatusCode::OK, "{}", scraped.text);
+    assert!(scraped.text.contains("http_requests_total"));
+    assert_eq!(
+        listener.get("/api/v1/auth/me").send().await.status,
+        StatusCode::NOT_FOUND
+    );
+    let main = private.get("/metrics").send().await;
+    assert_eq!(main.status, StatusCode::NOT_FOUND, "{}", main.text);
+    private.stop().await;
+
+    // Both: the listener asks for the token too.
+    let both = spawn_app_on(
+        backing,
+        &[
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--metrics-token",
+            METRICS_TOKEN,
+        ],
+    )
+    .await;
+    let listener = both.metrics_listener.as_ref().expect("a metrics listener");
+    let refused = listener.get("/metrics").send().await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
+    assert_eq!(refused.error_code(), "unauthenticated");
+    assert!(listener.metrics().await.contains("http_requests_total"));
+    assert!(both.metrics().await.contains("http_requests_total"));
 }

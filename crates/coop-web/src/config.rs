@@ -20,6 +20,7 @@ use coop_runtime::telemetry::LogFormat;
 use coop_runtime::values::{parse_bool, parse_duration};
 use coop_services::AccountSettings;
 
+use crate::http::scrape::MetricsToken;
 use crate::http::serve::ConnectionLimits;
 
 #[derive(Debug, Clone, Args)]
@@ -99,6 +100,20 @@ pub struct HttpSettings {
           value_name = "COOP_MAX_CONNECTIONS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+
+    /// Also serve `/metrics` on this separate address, for Prometheus: keep
+    /// it private (loopback, or a port only the scraper reaches). Without it
+    /// and without COOP_METRICS_TOKEN, `/metrics` answers 404.
+    #[arg(long = "metrics-listen", env = "COOP_METRICS_LISTEN",
+          value_name = "COOP_METRICS_LISTEN", value_parser = parse_metrics_listen)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Serve `/metrics` on COOP_LISTEN to requests with `Authorization: Bearer
+    /// <token>`; when set, COOP_METRICS_LISTEN and the worker's listener ask
+    /// for it too. At least 16 characters.
+    #[arg(long = "metrics-token", env = "COOP_METRICS_TOKEN", value_name = "COOP_METRICS_TOKEN",
+          hide_env_values = true, value_parser = MetricsToken::parse)]
+    pub metrics_token: Option<MetricsToken>,
 
     /// Mark the session cookie `Secure` (set when TLS terminates in front of Coop).
     #[arg(long = "secure-cookies", env = "COOP_SECURE_COOKIES", value_name = "COOP_SECURE_COOKIES",
@@ -193,6 +208,12 @@ fn parse_listen(value: &str) -> Result<SocketAddr, String> {
     })
 }
 
+fn parse_metrics_listen(value: &str) -> Result<SocketAddr, String> {
+    value.parse().map_err(|_| {
+        format!("COOP_METRICS_LISTEN expects address:port such as 127.0.0.1:9090, got {value:?}")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,10 +250,12 @@ mod tests {
         // SAFETY (edition 2024): tests in this module do not read the
         // environment concurrently with this write.
         unsafe { std::env::set_var("COOP_DATABASE_URL", "postgres://coop:hunter2@db/coop") };
+        unsafe { std::env::set_var("COOP_METRICS_TOKEN", "hunter2-metrics-token") };
         let help = <Cli as clap::CommandFactory>::command()
             .render_long_help()
             .to_string();
         unsafe { std::env::remove_var("COOP_DATABASE_URL") };
+        unsafe { std::env::remove_var("COOP_METRICS_TOKEN") };
         assert!(!help.contains("hunter2"), "{help}");
         for heading in ["HTTP server", "Database", "Cache", "Background jobs"] {
             assert!(help.contains(heading), "no {heading} section in\n{help}");

@@ -6,9 +6,12 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use axum::response::IntoResponse;
+use axum::routing::get;
 use coop_mechanisms::cache::Cache;
 use coop_mechanisms::data::Data;
 use coop_mechanisms::hashing::Hasher;
@@ -24,12 +27,19 @@ use tokio::net::TcpListener;
 
 use crate::api;
 use crate::config::Config;
+use crate::http::scrape::MetricsToken;
 use crate::knobs::TestKnobs;
 use crate::state::{AppState, Inner};
+
+/// How often `coop serve` reads the queue's depth for its metrics: the
+/// default Prometheus scrape interval.
+const QUEUE_METRICS_EVERY: Duration = Duration::from_secs(15);
 
 pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
+    /// COOP_METRICS_LISTEN, bound.
+    metrics_listener: Option<TcpListener>,
     router: Router,
     state: AppState,
     /// What `coop serve` runs beside HTTP: the job queue on the embedded tier.
@@ -65,6 +75,14 @@ impl Application {
             .await
             .with_context(|| format!("could not listen on {} (COOP_LISTEN)", config.http.listen))?;
         let address = listener.local_addr()?;
+        let metrics_listener = match config.http.metrics_listen {
+            Some(at) => Some(
+                TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("could not listen on {at} (COOP_METRICS_LISTEN)"))?,
+            ),
+            None => None,
+        };
         let instance_id = config.instance_id(address);
         let effects = Arc::new(Effects::new(
             &config.providers,
@@ -117,6 +135,7 @@ impl Application {
         Ok(Self {
             listener,
             address,
+            metrics_listener,
             router,
             state,
             worker,
@@ -125,6 +144,13 @@ impl Application {
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Where COOP_METRICS_LISTEN was bound, if it was set.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     pub fn port(&self) -> u16 {
@@ -144,6 +170,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let Self {
             listener,
+            metrics_listener,
             router,
             state,
             worker,
@@ -162,6 +189,35 @@ impl Application {
             tokio::time::sleep(drain_delay).await;
         };
         state.services.spawn_housekeeping();
+        let queue_metrics = {
+            let state = state.clone();
+            let mut stopping = stopping_rx.clone();
+            tokio::spawn(async move {
+                state
+                    .services
+                    .refresh_queue_metrics(QUEUE_METRICS_EVERY, async move {
+                        let _ = stopping.wait_for(|stopping| *stopping).await;
+                    })
+                    .await
+            })
+        };
+        // The private metrics listener lives as long as the main one, so the
+        // drain can be watched; it has the same connection limits.
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_server = metrics_listener.map(|listener| {
+            let router = Router::new()
+                .route("/metrics", get(api::health::private_metrics))
+                .fallback(crate::http::fallback::not_found)
+                .with_state(state.clone());
+            tokio::spawn(crate::http::serve::serve(
+                listener,
+                router,
+                state.http.connection_limits(),
+                async move {
+                    let _ = metrics_stopped.await;
+                },
+            ))
+        });
         let worker = worker.map(|worker| {
             let mut stopping = stopping_rx.clone();
             tokio::spawn(worker.run(async move {
@@ -179,6 +235,11 @@ impl Application {
             () = server => {}
             () = deadline => tracing::warn!(?shutdown_timeout, "in-flight requests did not finish in time"),
         }
+        let _ = metrics_stop.send(());
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
+        let _ = queue_metrics.await;
         if let Some(worker) = worker {
             // It stopped claiming when shutdown began; let it finish or release.
             let _ = worker.await;
@@ -244,7 +305,7 @@ pub async fn run_worker(
         mail = %effects.mailer.describe(),
         "Coop worker is running; health and metrics on http://{address}/"
     );
-    let probes = worker_probes(db.clone(), metrics);
+    let probes = worker_probes(db.clone(), metrics, config.http.metrics_token.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
         let mut stop_rx = stop_rx;
@@ -264,8 +325,15 @@ pub async fn run_worker(
     Ok(())
 }
 
-fn worker_probes(db: Db, metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
-    use axum::routing::get;
+/// The worker's listener is private like COOP_METRICS_LISTEN: its `/metrics`
+/// is open unless COOP_METRICS_TOKEN is set. A scrape reads the queue's depth
+/// from the database: `coop cluster` scales workers on it and wants it fresh,
+/// and the listener is not public.
+fn worker_probes(
+    db: Db,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    token: Option<MetricsToken>,
+) -> Router {
     Router::new()
         .route(
             "/health",
@@ -273,10 +341,14 @@ fn worker_probes(db: Db, metrics: metrics_exporter_prometheus::PrometheusHandle)
         )
         .route(
             "/metrics",
-            get(move || {
+            get(move |headers: axum::http::HeaderMap| {
                 let db = db.clone();
                 let metrics = metrics.clone();
+                let token = token.clone();
                 async move {
+                    if token.is_some_and(|token| !token.admits(&headers)) {
+                        return crate::http::scrape::token_required();
+                    }
                     record_queue_metrics(&db).await;
                     db.record_pool_metrics();
                     metrics.run_upkeep();
@@ -287,6 +359,7 @@ fn worker_probes(db: Db, metrics: metrics_exporter_prometheus::PrometheusHandle)
                         )],
                         metrics.render(),
                     )
+                        .into_response()
                 }
             }),
         )

@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod json;
 pub mod metrics;
 pub mod read_after;
+pub mod scrape;
 pub mod serve;
 pub mod timeout;
 
