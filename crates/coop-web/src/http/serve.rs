@@ -320,11 +320,33 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_new_connection_owes_a_head_within_the_header_timeout() {
         let activity = Activity::new();
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         assert_eq!(activity.expired(limits()).await, "header_read");
-        assert!(started.elapsed() < Duration::from_millis(300));
+        assert!(started.elapsed() < Duration::from_millis(250));
+    }
+
+    #[tokio::test]
+    async fn after_a_request_the_idle_timeout_applies_until_bytes_arrive() {
+        let activity = Arc::new(Activity::new());
+        drop(activity.request_started());
+        let started = Instant::now();
+        assert_eq!(activity.expired(limits()).await, "idle");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        activity.bytes_read();
+        let started = Instant::now();
+        assert_eq!(activity.expired(limits()).await, "header_read");
+        assert!(started.elapsed() < Duration::from_millis(250));
+    }
+
+    #[tokio::test]
+    async fn no_limit_applies_while_a_request_runs() {
+        let activity = Arc::new(Activity::new());
+        let running = activity.request_started();
+        let expired = tokio::time::timeout(Duration::from_millis(500), activity.expired(limits()));
+        assert!(expired.await.is_err());
+        drop(running);
     }
 }
