@@ -23,6 +23,7 @@ mod instances;
 mod jobs;
 mod operations;
 mod process;
+mod rate_limits;
 mod static_assets;
 
 #[cfg(feature = "full-suite")]

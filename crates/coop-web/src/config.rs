@@ -12,14 +12,17 @@ use std::time::Duration;
 
 use clap::Args;
 use coop_mechanisms::cache::CacheSettings;
+use coop_mechanisms::hashing::HashingSettings;
 use coop_mechanisms::jobs::JobSettings;
 use coop_mechanisms::providers::ProviderSettings;
+use coop_mechanisms::rate_limit::RateLimitSettings;
 use coop_mechanisms::shared_state::RedisSettings;
 use coop_mechanisms::store::{DatabaseSettings, DatabaseUrl};
 use coop_runtime::telemetry::LogFormat;
 use coop_runtime::values::{parse_bool, parse_duration};
 use coop_services::AccountSettings;
 
+use crate::http::client_ip::TrustedProxies;
 use crate::http::scrape::MetricsToken;
 use crate::http::serve::ConnectionLimits;
 
@@ -35,6 +38,10 @@ pub struct Config {
     pub cache: CacheSettings,
     #[command(flatten, next_help_heading = "Accounts and sessions")]
     pub accounts: AccountSettings,
+    #[command(flatten, next_help_heading = "Abuse protection")]
+    pub rate_limits: RateLimitSettings,
+    #[command(flatten, next_help_heading = "Abuse protection")]
+    pub hashing: HashingSettings,
     #[command(flatten, next_help_heading = "Background jobs")]
     pub jobs: JobSettings,
     #[command(flatten, next_help_heading = "Email and payments")]
@@ -114,6 +121,13 @@ pub struct HttpSettings {
     #[arg(long = "metrics-token", env = "COOP_METRICS_TOKEN", value_name = "COOP_METRICS_TOKEN",
           hide_env_values = true, value_parser = MetricsToken::parse)]
     pub metrics_token: Option<MetricsToken>,
+
+    /// Proxies (addresses or networks, comma-separated) whose
+    /// `X-Forwarded-For` names the client, for per-address rate limits.
+    /// Anyone else's is ignored. `coop cluster` sets it for its nginx.
+    #[arg(long = "trusted-proxies", env = "COOP_TRUSTED_PROXIES",
+          value_name = "COOP_TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse)]
+    pub trusted_proxies: TrustedProxies,
 
     /// Mark the session cookie `Secure` (set when TLS terminates in front of Coop).
     #[arg(long = "secure-cookies", env = "COOP_SECURE_COOKIES", value_name = "COOP_SECURE_COOKIES",

@@ -17,9 +17,10 @@ use coop_mechanisms::data::Data;
 use coop_mechanisms::hashing::Hasher;
 use coop_mechanisms::health::Readiness;
 use coop_mechanisms::jobs::worker::{Worker, WorkerConfig};
+use coop_mechanisms::rate_limit::RateLimiter;
 use coop_mechanisms::shared_state::Redis;
-use coop_mechanisms::store::Db;
 use coop_mechanisms::store::replicas::ReplicaSet;
+use coop_mechanisms::store::{DatabaseUrl, Db};
 use coop_runtime::prometheus_handle;
 use coop_services::jobs::{Effects, InlineJobs};
 use coop_services::{Parts, Services, record_queue_metrics};
@@ -102,7 +103,7 @@ impl Application {
         let services = Arc::new(Services::new(Parts {
             data,
             session_ttl: config.accounts.session_ttl,
-            hasher: Hasher::default(),
+            hasher: Hasher::new(&config.hashing),
             job_max_attempts: config.jobs.job_max_attempts,
             payments_configured: config.providers.payments_url.is_some(),
             idempotency_lease: config.idempotency_lease(),
@@ -119,8 +120,17 @@ impl Application {
             "backend" => db.backend(),
         )
         .set(1.0);
+        let rules = crate::http::rate_limit::rules(&config.rate_limits);
+        let rate_limits = match &redis {
+            Some(redis) => {
+                RateLimiter::shared(&rules, redis.conn.clone(), &deployment_name(&config))
+            }
+            None => RateLimiter::local(&rules),
+        };
+        rate_limits.spawn_cleanup(Duration::from_secs(60));
         let state = AppState::new(Inner {
             services,
+            rate_limits,
             readiness: Readiness::new(db, redis, replicas),
             tier: config.tier(),
             cache: cache.describe(),
@@ -248,6 +258,19 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Names the deployment in shared Redis keys, so two Coops that share a
+/// Redis (or the tests, each with a database of its own) never share rate
+/// limits: the database's host, port and name, without credentials.
+fn deployment_name(config: &Config) -> String {
+    use sha2::{Digest, Sha256};
+    let (DatabaseUrl::Postgres(url) | DatabaseUrl::Sqlite(url)) = config.database.database();
+    let place = url
+        .rsplit_once('@')
+        .map_or(url.as_str(), |(_, place)| place);
+    let digest = Sha256::digest(place.as_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Which cache tiers this configuration can keep coherent.

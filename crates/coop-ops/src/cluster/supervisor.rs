@@ -117,7 +117,7 @@ where
         Some(token) if !token.is_empty() => token.to_owned(),
         _ => random_token()?,
     };
-    let env = vec![
+    let mut env = vec![
         (
             "COOP_DATABASE_URL".to_owned(),
             settings.database_url.clone(),
@@ -125,6 +125,14 @@ where
         ("COOP_REDIS_URL".to_owned(), settings.redis_url.clone()),
         ("COOP_METRICS_TOKEN".to_owned(), metrics_token.clone()),
     ];
+    // Every request reaches the members through our nginx on loopback: its
+    // X-Forwarded-For names the client, for per-address rate limits.
+    if std::env::var_os("COOP_TRUSTED_PROXIES").is_none() {
+        env.push((
+            "COOP_TRUSTED_PROXIES".to_owned(),
+            "127.0.0.1,::1".to_owned(),
+        ));
+    }
     let cluster = Arc::new(Cluster {
         name: format!("coop-cluster-{}", std::process::id()),
         env,

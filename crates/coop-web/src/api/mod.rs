@@ -29,7 +29,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::http::{MAX_BODY_BYTES, fallback, idempotency, metrics, read_after, timeout};
+use crate::http::{
+    MAX_BODY_BYTES, fallback, idempotency, metrics, rate_limit, read_after, timeout,
+};
 use crate::state::AppState;
 
 /// The API's routes and the OpenAPI document that describes them.
@@ -90,6 +92,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             read_after::track,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
         ));
 
     // Pages are compressed (brotli or gzip, as the browser accepts): a page's
@@ -100,6 +106,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             read_after::track,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
         ));
 
     Router::new()
