@@ -261,6 +261,22 @@ async fn with_redis_down_each_instance_limits_on_its_own() {
     );
 }
 
+/// The contract lists the 429 of every door.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_the_429s() {
+    let app = spawn_app(Tier::Sqlite).await;
+    let spec = app.get("/api/v1/openapi.json").send().await.json();
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/coops",
+        "/api/v1/auth/accept-invite",
+    ] {
+        let too_many = &spec["paths"][path]["post"]["responses"]["429"];
+        assert!(too_many.is_object(), "no 429 for POST {path}");
+        assert!(too_many["headers"]["Retry-After"].is_object(), "{too_many}");
+    }
+}
+
 /// The defaults let ordinary use through: the suite's own apps run on them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_defaults_let_a_coordinator_sign_up_and_log_in_repeatedly() {

@@ -36,7 +36,7 @@ use crate::state::AppState;
 
 /// The API's routes and the OpenAPI document that describes them.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+    let (router, document) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(coops::create_coop))
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
@@ -78,7 +78,10 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .routes(routes!(health::metrics))
-        .split_for_parts()
+        .split_for_parts();
+    let mut document = document;
+    rate_limit::document(&mut document);
+    (router, document)
 }
 
 /// The whole application. Layers listed later wrap the ones listed earlier.

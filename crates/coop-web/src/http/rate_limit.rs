@@ -104,6 +104,51 @@ pub fn rules(settings: &RateLimitSettings) -> Vec<(&'static str, Quota)> {
     rules
 }
 
+/// Adds the 429 answer to the operations behind a door, so the contract
+/// lists it (the handlers' annotations know nothing of this layer).
+pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{
+        ContentBuilder, HeaderBuilder, Ref, ResponseBuilder, schema::ObjectBuilder, schema::Type,
+    };
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/coops",
+        "/api/v1/auth/accept-invite",
+    ] {
+        let Some(operation) = openapi
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|item| item.post.as_mut())
+        else {
+            continue;
+        };
+        let response = ResponseBuilder::new()
+            .description(
+                "Too many attempts from this client address or for this account \
+                 (`rate_limited`); retry after `Retry-After` seconds",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("Seconds to wait"))
+                    .build(),
+            )
+            .build();
+        operation
+            .responses
+            .responses
+            .insert("429".to_owned(), response.into());
+    }
+}
+
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(door) = Door::of(request.method(), request.uri().path()) else {
         return next.run(request).await;
