@@ -626,6 +626,7 @@ async fn rising_load_adds_an_instance_and_falling_load_drains_one() {
     // token or not.
     let bearer = format!("Bearer {METRICS_TOKEN}");
     let public = cluster
+        .endpoint
         .get("/metrics")
         .header("authorization", &bearer)
         .send()
