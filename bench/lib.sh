@@ -93,8 +93,8 @@ ensure_tools() {
 source_rev() {
     local repo=$1 rev digest
     rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    if [[ -n "$(git -C "$repo" status --porcelain -- src migrations Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
-        digest=$(cd "$repo" && find src migrations Cargo.toml Cargo.lock -type f -print0 2>/dev/null | sort -z \
+    if [[ -n "$(git -C "$repo" status --porcelain -- src crates migrations Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
+        digest=$(cd "$repo" && find src crates migrations Cargo.toml Cargo.lock -type f -print0 2>/dev/null | sort -z \
             | xargs -0 sha256sum | sha256sum | cut -c1-12)
         rev="$rev plus uncommitted changes, source digest $digest"
     fi

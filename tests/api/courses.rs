@@ -612,6 +612,55 @@ async fn the_calendar_has_every_meeting_and_parses(tier: Tier) {
         .await;
     assert_eq!(class_ics.status, StatusCode::OK, "{}", class_ics.text);
     assert_eq!(expand_class_events(&class_ics.text), dates);
+
+    // A subscription address works without a session; a new one replaces it.
+    let new_feed = || async {
+        let feed = app
+            .post(
+                &format!("/api/v1/families/{family}/calendar-feed"),
+                &json!({}),
+            )
+            .session(&c.session)
+            .send()
+            .await;
+        assert_eq!(feed.status, StatusCode::CREATED, "{}", feed.text);
+        let feed = feed.json();
+        assert!(
+            feed["url"]
+                .as_str()
+                .unwrap()
+                .ends_with(feed["path"].as_str().unwrap()),
+            "{feed}"
+        );
+        feed["path"].as_str().unwrap().to_owned()
+    };
+    let first = new_feed().await;
+    let subscribed = app.get(&first).send().await;
+    assert_eq!(subscribed.status, StatusCode::OK, "{}", subscribed.text);
+    assert_eq!(expand_class_events(&subscribed.text), dates);
+    let second = new_feed().await;
+    assert_ne!(first, second);
+    assert_eq!(app.get(&first).send().await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&second).send().await.status, StatusCode::OK);
+    for bogus in ["/calendar/nothing.ics", "/calendar/x", "/calendar/%00.ics"] {
+        let answer = app.get(bogus).send().await;
+        assert_eq!(
+            answer.status,
+            StatusCode::NOT_FOUND,
+            "{bogus}: {}",
+            answer.text
+        );
+    }
+    let stranger = app.coordinator().await;
+    let theirs = app
+        .post(
+            &format!("/api/v1/families/{family}/calendar-feed"),
+            &json!({}),
+        )
+        .session(&stranger.session)
+        .send()
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{}", theirs.text);
 }
 
 /// Every occurrence of the calendar's weekly events, as `YYYY-MM-DD HH:MM`,

@@ -12,6 +12,7 @@
 
 mod support;
 
+mod accounts;
 mod auth;
 mod cache;
 mod coops;

@@ -214,6 +214,22 @@ async fn core_journey(tier: Tier, javascript: bool) {
         "{}",
         b.text().await
     );
+    // The calendar subscription: an address a calendar app reads without a
+    // session.
+    b.click("form[action='/schedule/feed'] button").await;
+    wait_for_text(&b, "Your subscription address is ready").await;
+    let address = b
+        .client
+        .find(fantoccini::Locator::Id("f-subscription"))
+        .await
+        .expect("the subscription address")
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    let ics = reqwest::get(&address).await.expect("the feed");
+    assert_eq!(ics.status(), StatusCode::OK, "{address}");
+    assert!(ics.text().await.unwrap().contains("Art — Leo"));
     for page in ["pay", "profile", "announcements"] {
         b.goto(&format!("{}/{page}", app.address)).await;
         check(&b, &format!("family-{page}")).await;
@@ -477,4 +493,122 @@ crate::both_tiers!(
     a_coordinator_sets_up_the_co_op_in_the_browser,
     pages_refuse_forged_forms_and_other_co_ops,
     pages_work_at_phone_width,
+    an_account_is_kept_in_the_browser,
 );
+
+/// "Forgot your password?" from the sign-in page, the link from the real
+/// email, a new password; then, signed in, a password change, a new email
+/// confirmed from the link sent to it, and "sign out everywhere".
+async fn an_account_is_kept_in_the_browser(tier: Tier) {
+    let sink = SmtpSink::start().await;
+    let app = app_with(Backing::new(tier).await, &sink).await;
+    let c = app.coordinator().await;
+    let b = Browser::start(true, 1280).await;
+    b.goto(&format!("{}/sign-in", app.address)).await;
+    b.click("a[href='/forgot-password']").await;
+    wait_for_text(&b, "Forgot your password?").await;
+    check(&b, "forgot-password").await;
+    b.fill("f-email", &c.email).await;
+    b.click("main form button[type=submit]").await;
+    wait_for_text(&b, "is on its way").await;
+
+    let mail = eventually("the reset email", Duration::from_secs(20), || async {
+        sink.messages().into_iter().find(|m| {
+            m.subject
+                .as_deref()
+                .is_some_and(|s| s.starts_with("Reset your"))
+        })
+    })
+    .await;
+    let body = mail.body();
+    let start = body.find("/reset-password#").expect("a reset link");
+    let link: String = body[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    b.goto(&format!("{}{link}", app.address)).await;
+    wait_for_text(&b, "Choose a new password").await;
+    check(&b, "reset-password").await;
+    b.fill("f-password", "short").await;
+    b.click("main form button[type=submit]").await;
+    wait_for_text(&b, "at least 10 characters").await;
+    b.fill("f-password", "my new password 1").await;
+    b.click("main form button[type=submit]").await;
+    wait_for_text(&b, "Your password is changed. Sign in with it.").await;
+
+    b.fill("f-email", &c.email).await;
+    b.fill("f-password", "my new password 1").await;
+    b.click("main form button[type=submit]").await;
+    wait_for_text(&b, "Dashboard").await;
+    let elsewhere = app
+        .login(&c.email, "my new password 1")
+        .await
+        .session_token();
+
+    b.goto(&format!("{}/profile", app.address)).await;
+    b.fill("f-current_password", "not my password").await;
+    b.fill("f-new_password", "my newer password 2").await;
+    b.click("form[action='/profile/password'] button").await;
+    wait_for_text(&b, "This is not your current password").await;
+    check(&b, "profile-problem").await;
+    b.fill("f-current_password", "my new password 1").await;
+    b.fill("f-new_password", "my newer password 2").await;
+    b.click("form[action='/profile/password'] button").await;
+    wait_for_text(&b, "your other devices are signed out").await;
+    let me = app.get("/api/v1/auth/me").session(&elsewhere).send().await;
+    assert_eq!(
+        me.status,
+        StatusCode::UNAUTHORIZED,
+        "the other device is out"
+    );
+
+    // A new email, confirmed from the link sent to it.
+    let new_email = format!("new-{}", c.email);
+    b.fill("f-new_email", &new_email).await;
+    b.fill("f-email_password", "my newer password 2").await;
+    b.click("form[action='/profile/email'] button").await;
+    wait_for_text(&b, "A link to confirm your new email is on its way").await;
+    check(&b, "profile").await;
+    let mail = eventually(
+        "the confirmation email",
+        Duration::from_secs(20),
+        || async {
+            sink.messages().into_iter().find(|m| {
+                m.subject
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("Confirm your new email"))
+            })
+        },
+    )
+    .await;
+    let body = mail.body();
+    let start = body.find("/confirm-email#").expect("a confirmation link");
+    let link: String = body[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    b.goto(&format!("{}{link}", app.address)).await;
+    wait_for_text(&b, "Confirm your new email").await;
+    check(&b, "confirm-email").await;
+    b.click("main form button[type=submit]").await;
+    wait_for_text(&b, "Your email is changed. Sign in with the new one.").await;
+    b.fill("f-email", &new_email).await;
+    b.fill("f-password", "my newer password 2").await;
+    b.click("main form button[type=submit]").await;
+    wait_for_text(&b, "Dashboard").await;
+    b.goto(&format!("{}/profile", app.address)).await;
+    wait_for_text(&b, &new_email).await;
+
+    let elsewhere = app
+        .login(&new_email, "my newer password 2")
+        .await
+        .session_token();
+    b.click("form[action='/profile/sign-out-everywhere'] button")
+        .await;
+    wait_for_text(&b, "You are signed out on every device.").await;
+    let me = app.get("/api/v1/auth/me").session(&elsewhere).send().await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    b.goto(&format!("{}/home", app.address)).await;
+    wait_for_text(&b, "Sign in").await;
+    b.close().await;
+}

@@ -50,6 +50,7 @@ impl SessionStore {
         store::sessions::put(
             self.data.primary(),
             &token::hash(&token),
+            data.user_id,
             &json,
             data.expires_at,
         )
@@ -94,6 +95,22 @@ impl SessionStore {
             .committed(&ReadAfter::default(), &[key(&token_hash)])
             .await;
         Ok(())
+    }
+
+    /// Ends every session of the user but `keep` (a token), everywhere.
+    pub async fn end_all(&self, user_id: Uuid, keep: Option<&str>) -> Result<(), StoreError> {
+        let keep = keep.map(token::hash);
+        let ended =
+            store::sessions::delete_for_user(self.data.primary(), user_id, keep.as_deref()).await?;
+        self.forget(&ended).await;
+        Ok(())
+    }
+
+    /// Drops the cached copies of sessions whose records were deleted (by
+    /// their token hashes), on every instance.
+    pub async fn forget(&self, token_hashes: &[String]) {
+        let keys: Vec<CacheKey> = token_hashes.iter().map(|h| key(h)).collect();
+        self.data.committed(&ReadAfter::default(), &keys).await;
     }
 
     pub fn ttl(&self) -> Duration {

@@ -6,6 +6,7 @@ use coop_domain::{Email, NewCoop, Password, PasswordHash, Role, token};
 use coop_mechanisms::data::{Data, ReadAfter};
 use coop_mechanisms::hashing::Hasher;
 use coop_mechanisms::sessions::{SessionData, SessionStore};
+use coop_mechanisms::store::accounts::{self as account_store, EmailChangeOutcome, ResetOutcome};
 use coop_mechanisms::store::coops::{self, CreatedCoop};
 use coop_mechanisms::store::idempotency::Claim;
 use coop_mechanisms::store::invites::{self, AcceptOutcome, NewFamilyUser};
@@ -26,14 +27,21 @@ pub struct Accounts {
     data: Data,
     sessions: SessionStore,
     hasher: Hasher,
+    job_max_attempts: u32,
 }
 
 impl Accounts {
-    pub(crate) fn new(data: Data, sessions: SessionStore, hasher: Hasher) -> Self {
+    pub(crate) fn new(
+        data: Data,
+        sessions: SessionStore,
+        hasher: Hasher,
+        job_max_attempts: u32,
+    ) -> Self {
         Self {
             data,
             sessions,
             hasher,
+            job_max_attempts,
         }
     }
 
@@ -177,6 +185,159 @@ impl Accounts {
             family_id: Some(family.id),
         })
         .await
+    }
+
+    /// Changes the signed-in user's password after checking the current one,
+    /// and ends every other session of theirs (`session`, the token of the
+    /// one asking, stays).
+    pub async fn change_password(
+        &self,
+        caller: &Caller,
+        session: Option<&str>,
+        current: String,
+        new: Password,
+    ) -> Result<()> {
+        let primary = self.data.primary();
+        let user = account_store::user(primary, caller.user_id)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        let stored = Some(PasswordHash(user.password_hash));
+        if !self.hasher.verify(stored, current).await? {
+            return Err(coop_domain::Invalid::field(
+                "current_password",
+                "is not your current password",
+            )
+            .into());
+        }
+        let hash = self.hasher.hash(new).await?;
+        let keep = session.map(token::hash);
+        let ended = account_store::set_password(primary, user.id, &hash.0, keep.as_deref()).await?;
+        self.sessions.forget(&ended).await;
+        Ok(())
+    }
+
+    /// Ends every session of the user, the one asking included.
+    pub async fn sign_out_everywhere(&self, caller: &Caller) -> Result<()> {
+        self.sessions.end_all(caller.user_id, None).await?;
+        Ok(())
+    }
+
+    /// Emails a single-use password reset link if `email` belongs to an
+    /// account. The answer is the same either way: it does not tell anyone
+    /// which emails have accounts.
+    pub async fn request_password_reset(&self, email: &str) -> Result<()> {
+        let Ok(email) = Email::parse(email) else {
+            return Ok(());
+        };
+        let primary = self.data.primary();
+        if let Some(user) = coops::find_user_by_email(primary, &email).await? {
+            let job = crate::jobs::password_reset_job(user.coop_id, user.id, self.job_max_attempts);
+            coop_mechanisms::store::jobs::enqueue(primary, &[job]).await?;
+            self.data.committed(&ReadAfter::default(), &[]).await;
+        }
+        Ok(())
+    }
+
+    /// Sets a new password with the token from a reset email. Every session
+    /// of the account ends; the person signs in with the new password.
+    pub async fn reset_password(&self, reset_token: &str, new: Password) -> Result<()> {
+        let hash = self.hasher.hash(new).await?;
+        match account_store::redeem_reset(self.data.primary(), &token::hash(reset_token), &hash.0)
+            .await?
+        {
+            ResetOutcome::Done { ended, .. } => {
+                self.sessions.forget(&ended).await;
+                self.data.committed(&ReadAfter::default(), &[]).await;
+                Ok(())
+            }
+            ResetOutcome::Unknown => Err(Error::NotFound(
+                "this reset link does not exist; check that you copied the whole link, \
+                 or ask for a new one"
+                    .into(),
+            )),
+            ResetOutcome::Used => Err(Error::conflict(
+                "reset_used",
+                "this reset link was used already; sign in, or ask for a new link",
+            )),
+            ResetOutcome::Expired => Err(Error::Gone {
+                code: "reset_expired",
+                message: "this reset link has expired; ask for a new one".into(),
+            }),
+        }
+    }
+
+    /// Starts changing the signed-in user's email: after checking the
+    /// password, a job emails a single-use confirmation link to the new
+    /// address. Nothing changes until that link is used.
+    pub async fn request_email_change(
+        &self,
+        caller: &Caller,
+        password: String,
+        new_email: Email,
+    ) -> Result<()> {
+        let primary = self.data.primary();
+        let user = account_store::user(primary, caller.user_id)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        let stored = Some(PasswordHash(user.password_hash));
+        if !self.hasher.verify(stored, password).await? {
+            return Err(
+                coop_domain::Invalid::field("current_password", "is not your password").into(),
+            );
+        }
+        if new_email.as_str() == user.email {
+            return Err(coop_domain::Invalid::field("new_email", "is your email already").into());
+        }
+        let job = crate::jobs::email_change_job(
+            user.coop_id,
+            user.id,
+            new_email.as_str(),
+            self.job_max_attempts,
+        );
+        coop_mechanisms::store::jobs::enqueue(primary, &[job]).await?;
+        self.data.committed(&ReadAfter::default(), &[]).await;
+        Ok(())
+    }
+
+    /// Confirms an email change with the token from the link sent to the new
+    /// address. Every session of the account ends (they carry the old
+    /// address); the person signs in with the new one.
+    pub async fn confirm_email_change(&self, confirm_token: &str) -> Result<()> {
+        match account_store::confirm_email_change(self.data.primary(), &token::hash(confirm_token))
+            .await?
+        {
+            EmailChangeOutcome::Done {
+                coop_id,
+                family_id,
+                ended,
+            } => {
+                self.sessions.forget(&ended).await;
+                let changed: Vec<_> = family_id
+                    .map(|id| crate::families::cache_key(coop_id, id))
+                    .into_iter()
+                    .collect();
+                self.data.committed(&ReadAfter::default(), &changed).await;
+                Ok(())
+            }
+            EmailChangeOutcome::Unknown => Err(Error::NotFound(
+                "this confirmation link does not exist; check that you copied the whole link"
+                    .into(),
+            )),
+            EmailChangeOutcome::Used => Err(Error::conflict(
+                "email_change_used",
+                "this confirmation link was used already; sign in with your new email",
+            )),
+            EmailChangeOutcome::Expired => Err(Error::Gone {
+                code: "email_change_expired",
+                message: "this confirmation link has expired; change the email again from your \
+                          profile"
+                    .into(),
+            }),
+            EmailChangeOutcome::Taken => Err(Error::conflict(
+                "email_taken",
+                "this email belongs to another account now; choose another on your profile",
+            )),
+        }
     }
 
     /// The one way a session begins: a new random token (never the one the

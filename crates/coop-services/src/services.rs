@@ -76,7 +76,7 @@ impl Services {
             children: Children::new(data.clone(), families.clone()),
             enrollments: Enrollments::new(data.clone(), families.clone(), job_max_attempts),
             announcements: Announcements::new(data.clone(), job_max_attempts),
-            accounts: Accounts::new(data.clone(), sessions, hasher),
+            accounts: Accounts::new(data.clone(), sessions, hasher, job_max_attempts),
             payments: Payments::new(
                 data.clone(),
                 families.clone(),

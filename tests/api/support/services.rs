@@ -250,6 +250,16 @@ impl RawDb {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Runs a statement (an UPDATE to set up a case the API cannot reach,
+    /// such as an expired link).
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            Self::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+            Self::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// The integers a query answers, one per row.
     pub async fn numbers(&self, sql: &str) -> Vec<i64> {
         match self {

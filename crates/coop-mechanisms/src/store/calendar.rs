@@ -71,3 +71,38 @@ pub async fn for_family(
         .await
     })
 }
+
+/// Makes `token_hash` the family's calendar subscription, replacing any
+/// earlier one (its link stops working).
+pub async fn set_feed(
+    db: &Db,
+    coop_id: Uuid,
+    family_id: Uuid,
+    token_hash: &str,
+) -> Result<(), sqlx::Error> {
+    with_conn!(db, conn => {
+        sqlx::query(
+            "INSERT INTO calendar_feeds (family_id, coop_id, token_hash, created_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (family_id) DO UPDATE SET token_hash = excluded.token_hash, \
+             created_at = excluded.created_at",
+        )
+        .bind(family_id)
+        .bind(coop_id)
+        .bind(token_hash)
+        .bind(coop_domain::clock::now_ms())
+        .execute(&mut *conn)
+        .await?;
+    });
+    Ok(())
+}
+
+/// (co-op, family) whose subscription `token_hash` is.
+pub async fn feed_owner(db: &Db, token_hash: &str) -> Result<Option<(Uuid, Uuid)>, sqlx::Error> {
+    with_conn!(db, conn => {
+        sqlx::query_as("SELECT coop_id, family_id FROM calendar_feeds WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&mut *conn)
+            .await
+    })
+}

@@ -4,6 +4,7 @@
 //! `RETURNING`) and expanded for both pool types by `with_conn!`; the sqlx `Any`
 //! driver is not used because it cannot carry UUIDs, dates or timestamps.
 
+pub mod accounts;
 pub mod announcements;
 pub mod calendar;
 pub mod coops;

@@ -1,5 +1,7 @@
 //! Session records (read through the cache by `session::SessionStore`).
 
+use uuid::Uuid;
+
 use super::Db;
 use crate::with_conn;
 use coop_domain::clock::now_s as unix_now;
@@ -7,10 +9,12 @@ use coop_domain::clock::now_s as unix_now;
 pub async fn put(
     db: &Db,
     token_hash: &str,
+    user_id: Uuid,
     data: &str,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
-    const SQL: &str = "INSERT INTO sessions (token_hash, data, expires_at) VALUES ($1, $2, $3)";
+    const SQL: &str =
+        "INSERT INTO sessions (token_hash, user_id, data, expires_at) VALUES ($1, $2, $3, $4)";
     with_conn!(db, conn => {
         // Expired rows are swept as new ones arrive, so the table stays small
         // without a separate janitor.
@@ -20,6 +24,7 @@ pub async fn put(
             .await?;
         sqlx::query(SQL)
             .bind(token_hash)
+            .bind(user_id)
             .bind(data)
             .bind(expires_at)
             .execute(&mut *conn)
@@ -47,4 +52,22 @@ pub async fn delete(db: &Db, token_hash: &str) -> Result<(), sqlx::Error> {
             .await?;
     });
     Ok(())
+}
+
+/// Deletes every session of the user but `keep` (a token hash), and returns
+/// the hashes deleted, so their cached copies can be dropped too.
+pub async fn delete_for_user(
+    db: &Db,
+    user_id: Uuid,
+    keep: Option<&str>,
+) -> Result<Vec<String>, sqlx::Error> {
+    const SQL: &str =
+        "DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2 RETURNING token_hash";
+    with_conn!(db, conn => {
+        sqlx::query_scalar::<_, String>(SQL)
+            .bind(user_id)
+            .bind(keep.unwrap_or(""))
+            .fetch_all(&mut *conn)
+            .await
+    })
 }

@@ -29,9 +29,16 @@ use lettre::message::Mailbox;
 use uuid::Uuid;
 
 use super::{
-    AnnouncementEmailJob, FamilyJob, FanOutJob, Kind, PaymentJob, PromotionJob, RefundJob,
+    AnnouncementEmailJob, EmailChangeJob, FamilyJob, FanOutJob, Kind, PaymentJob, PromotionJob,
+    RefundJob, UserJob,
 };
 use crate::AccountSettings;
+
+/// How long a password reset link works.
+const RESET_TTL: Duration = Duration::from_secs(3600);
+
+/// How long an email change's confirmation link works.
+const EMAIL_CHANGE_TTL: Duration = Duration::from_secs(86_400);
 
 /// Recipients found per fan-out job: a few hundred rows and jobs per commit.
 const FAN_OUT_BATCH: u32 = 500;
@@ -118,8 +125,111 @@ impl Effects {
                 }
                 Err(dead) => Err(dead),
             },
+            Kind::PasswordResetEmail => match payload::<UserJob>(job) {
+                Ok(p) => self.password_reset_email(job, p.user_id).await,
+                Err(dead) => Err(dead),
+            },
+            Kind::EmailChangeConfirmation => match payload::<EmailChangeJob>(job) {
+                Ok(p) => {
+                    self.email_change_confirmation(job, p.user_id, &p.new_email)
+                        .await
+                }
+                Err(dead) => Err(dead),
+            },
         };
         result.unwrap_or_else(|outcome| outcome)
+    }
+
+    /// A single-use link to the new address that confirms an email change,
+    /// valid for a day: only someone who reads that inbox can make it the
+    /// account's address.
+    async fn email_change_confirmation(
+        &self,
+        job: &JobRow,
+        user_id: Uuid,
+        new_email: &str,
+    ) -> Result<Outcome, Outcome> {
+        if store::jobs::effect_done(&self.db, &job.key).await? {
+            return Ok(Outcome::Done);
+        }
+        let Some(user) = store::accounts::user(&self.db, user_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        let coop = store::coops::name(&self.db, job.coop_id)
+            .await?
+            .unwrap_or_else(|| "your co-op".into());
+        let token = token::generate();
+        let expires_at = now_ms() + EMAIL_CHANGE_TTL.as_millis() as i64;
+        store::accounts::insert_email_change(
+            &self.db,
+            &token::hash(&token),
+            user_id,
+            new_email,
+            expires_at,
+        )
+        .await?;
+        let link = format!("{}/confirm-email#token={token}", self.public_url);
+        let body = format!(
+            "Hello,\n\n\
+             the {coop} account of {old} asked to use this address ({new_email}) from now \
+             on. Confirm it here:\n\n{link}\n\n\
+             The link works once and for one day. Your confirmation code, should the \
+             link not open: {token}\n\n\
+             If you did not ask, ignore this email: nothing changes.\n",
+            old = user.email,
+        );
+        self.send_once(
+            &job.key,
+            Email {
+                to: mailbox("", new_email)?,
+                subject: format!("Confirm your new email for {coop}"),
+                body,
+                message_id: self.message_id(&job.key),
+            },
+        )
+        .await?;
+        Ok(Outcome::Done)
+    }
+
+    /// A single-use link to choose a new password, valid for an hour. Like
+    /// the welcome email, the token is made when the email is, so it is
+    /// never stored anywhere but in its hash.
+    async fn password_reset_email(&self, job: &JobRow, user_id: Uuid) -> Result<Outcome, Outcome> {
+        if store::jobs::effect_done(&self.db, &job.key).await? {
+            return Ok(Outcome::Done);
+        }
+        let Some(user) = store::accounts::user(&self.db, user_id).await? else {
+            // The account is gone: nobody to send it to.
+            return Ok(Outcome::Done);
+        };
+        let coop = store::coops::name(&self.db, job.coop_id)
+            .await?
+            .unwrap_or_else(|| "your co-op".into());
+        let token = token::generate();
+        let expires_at = now_ms() + RESET_TTL.as_millis() as i64;
+        store::accounts::insert_reset(&self.db, &token::hash(&token), user_id, expires_at).await?;
+        let link = format!("{}/reset-password#token={token}", self.public_url);
+        let body = format!(
+            "Hello,\n\n\
+             someone (we hope you) asked to reset the password of your {coop} account \
+             ({email}). Choose a new password here:\n\n{link}\n\n\
+             The link works once and for one hour. Your reset code, should the link \
+             not open: {token}\n\n\
+             If you did not ask, ignore this email: your password stays as it is.\n",
+            email = user.email,
+        );
+        let to = mailbox("", &user.email)?;
+        self.send_once(
+            &job.key,
+            Email {
+                to,
+                subject: format!("Reset your {coop} password"),
+                body,
+                message_id: self.message_id(&job.key),
+            },
+        )
+        .await?;
+        Ok(Outcome::Done)
     }
 
     /// The welcome email with a fresh single-use invite link. A rerun before
@@ -464,7 +574,8 @@ fn mailbox(name: &str, email: &str) -> Result<Mailbox, Outcome> {
     let address = email
         .parse()
         .map_err(|e| Outcome::Dead(format!("{email:?} is not a deliverable address: {e}")))?;
-    Ok(Mailbox::new(Some(name.to_owned()), address))
+    let name = (!name.is_empty()).then(|| name.to_owned());
+    Ok(Mailbox::new(name, address))
 }
 
 impl JobRunner for Effects {

@@ -28,10 +28,14 @@ pub enum Kind {
     AnnouncementFanOut,
     /// One announcement email to one family.
     AnnouncementEmail,
+    /// A single-use link to choose a new password.
+    PasswordResetEmail,
+    /// A single-use link, to the new address, that confirms an email change.
+    EmailChangeConfirmation,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Self::WelcomeEmail,
         Self::CoordinatorNotice,
         Self::CalendarEvents,
@@ -40,6 +44,8 @@ impl Kind {
         Self::RefundPayment,
         Self::AnnouncementFanOut,
         Self::AnnouncementEmail,
+        Self::PasswordResetEmail,
+        Self::EmailChangeConfirmation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +58,8 @@ impl Kind {
             Self::RefundPayment => "refund_payment",
             Self::AnnouncementFanOut => "announcement_fan_out",
             Self::AnnouncementEmail => "announcement_email",
+            Self::PasswordResetEmail => "password_reset_email",
+            Self::EmailChangeConfirmation => "email_change_confirmation",
         }
     }
 
@@ -69,6 +77,19 @@ impl Kind {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FamilyJob {
     pub family_id: Uuid,
+}
+
+/// The payload of a password reset email.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UserJob {
+    pub user_id: Uuid,
+}
+
+/// The payload of an email change's confirmation.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EmailChangeJob {
+    pub user_id: Uuid,
+    pub new_email: String,
 }
 
 /// The payload of a payment job.
@@ -206,6 +227,36 @@ pub fn invite_again_job(coop_id: Uuid, family_id: Uuid, max_attempts: u32) -> Ne
         coop_id,
         Kind::WelcomeEmail,
         format!("{family_id}.{}", Uuid::now_v7()),
+        payload,
+        max_attempts,
+    )
+}
+
+/// A password reset email (its key is new each time: every request sends
+/// a link of its own).
+pub fn password_reset_job(coop_id: Uuid, user_id: Uuid, max_attempts: u32) -> NewJob {
+    let payload = serde_json::json!({ "user_id": user_id }).to_string();
+    keyed_job(
+        coop_id,
+        Kind::PasswordResetEmail,
+        format!("{user_id}.{}", Uuid::now_v7()),
+        payload,
+        max_attempts,
+    )
+}
+
+/// The confirmation of an email change, to the new address.
+pub fn email_change_job(
+    coop_id: Uuid,
+    user_id: Uuid,
+    new_email: &str,
+    max_attempts: u32,
+) -> NewJob {
+    let payload = serde_json::json!({ "user_id": user_id, "new_email": new_email }).to_string();
+    keyed_job(
+        coop_id,
+        Kind::EmailChangeConfirmation,
+        format!("{user_id}.{}", Uuid::now_v7()),
         payload,
         max_attempts,
     )

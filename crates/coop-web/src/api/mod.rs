@@ -3,6 +3,7 @@
 //! the handler's `#[utoipa::path]` annotation and adds the operation to the
 //! OpenAPI document: a route cannot be served without being documented.
 
+pub mod account;
 pub mod admin;
 pub mod announcements;
 pub mod auth;
@@ -42,6 +43,12 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
         .routes(routes!(invites::accept_invite))
+        .routes(routes!(account::change_password))
+        .routes(routes!(account::logout_everywhere))
+        .routes(routes!(account::request_reset))
+        .routes(routes!(account::reset_password))
+        .routes(routes!(account::change_email))
+        .routes(routes!(account::confirm_email))
         .routes(routes!(families::list_families, families::create_family))
         .routes(routes!(
             families::get_family,
@@ -49,6 +56,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             families::delete_family
         ))
         .routes(routes!(calendar::family_calendar))
+        .routes(routes!(calendar::new_feed))
+        .routes(routes!(calendar::feed))
         .routes(routes!(payments::list_payments, payments::create_payment))
         .routes(routes!(payments::get_payment))
         .routes(routes!(children::list_children, children::add_child))

@@ -246,19 +246,13 @@ pub fn next_meetings(
         .collect()
 }
 
-#[derive(Template)]
-#[template(path = "profile.html")]
-struct Profile {
-    layout: Layout,
-    email: String,
-    role: &'static str,
-}
-
 pub async fn profile(me: SignedInPage, Query(q): Query<Done>) -> PageResult {
-    Ok(ok(&Profile {
+    Ok(ok(&super::password::Profile {
         layout: me.layout("Profile").with_notice(q.done.as_deref()),
         email: me.ctx.caller.email.clone(),
         role: me.ctx.caller.role.as_str(),
+        form: super::forms::Form::default(),
+        email_form: super::forms::Form::default(),
     }))
 }
 

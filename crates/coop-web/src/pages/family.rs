@@ -425,10 +425,33 @@ struct Schedule {
     layout: Layout,
     days: Vec<Day>,
     calendar: String,
+    /// A subscription address made just now (shown once: only its hash is kept).
+    subscription: Option<String>,
 }
 
 pub async fn schedule(State(state): State<AppState>, me: SignedInPage) -> PageResult {
+    schedule_with(&state, &me, None).await
+}
+
+/// "Subscribe": a new secret address for calendar apps, shown once.
+pub async fn new_feed(
+    State(state): State<AppState>,
+    me: SignedInPage,
+    headers: axum::http::HeaderMap,
+) -> PageResult {
     let family_id = own_family(&me)?;
+    let feed = state.services.calendar.new_feed(&me.ctx, family_id).await?;
+    let url =
+        crate::api::calendar::absolute(&state, &headers, &crate::api::calendar::feed_path(&feed));
+    schedule_with(&state, &me, Some(url)).await
+}
+
+async fn schedule_with(
+    state: &AppState,
+    me: &SignedInPage,
+    subscription: Option<String>,
+) -> PageResult {
+    let family_id = own_family(me)?;
     let classes = state
         .services
         .enrollments
@@ -478,6 +501,7 @@ pub async fn schedule(State(state): State<AppState>, me: SignedInPage) -> PageRe
         layout: me.layout("Schedule"),
         days,
         calendar: format!("/api/v1/families/{family_id}/calendar.ics"),
+        subscription,
     }))
 }
 

@@ -84,6 +84,13 @@ fn notice(code: &str) -> Option<&'static str> {
         "paid" => "Thank you: your payment is on its way to the provider.",
         "coop-created" => "Your co-op is ready. Welcome!",
         "account-ready" => "Your family's account is ready.",
+        "password-changed" => "Your password is changed; your other devices are signed out.",
+        "password-reset" => "Your password is changed. Sign in with it.",
+        "signed-out-everywhere" => "You are signed out on every device.",
+        "email-sent" => {
+            "A link to confirm your new email is on its way to it. Your email changes when you open it."
+        }
+        "email-changed" => "Your email is changed. Sign in with the new one.",
         _ => return None,
     })
 }

@@ -20,6 +20,7 @@ mod errors;
 mod family;
 mod forms;
 mod layout;
+mod password;
 mod public;
 mod teaching;
 
@@ -48,6 +49,24 @@ pub fn router() -> Router<AppState> {
         )
         .route("/home", get(account::home))
         .route("/profile", get(account::profile))
+        .route("/profile/password", post(password::change))
+        .route("/profile/email", post(password::change_email))
+        .route(
+            "/confirm-email",
+            get(password::confirm_email_page).post(password::confirm_email),
+        )
+        .route(
+            "/profile/sign-out-everywhere",
+            post(password::sign_out_everywhere),
+        )
+        .route(
+            "/forgot-password",
+            get(password::forgot_page).post(password::forgot),
+        )
+        .route(
+            "/reset-password",
+            get(password::reset_page).post(password::reset),
+        )
         .route("/announcements", get(account::announcements))
         .route("/announcements/{id}", get(account::announcement))
         .route(
@@ -101,6 +120,7 @@ pub fn router() -> Router<AppState> {
         .route("/jobs/{id}/retry", post(coordinator::retry_job))
         .route("/catalog", get(family::catalog))
         .route("/schedule", get(family::schedule))
+        .route("/schedule/feed", post(family::new_feed))
         .route("/pay", get(family::pay_page).post(family::pay))
         .route("/teaching", get(teaching::teaching))
 }

@@ -52,6 +52,7 @@ struct SignIn {
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+    done: Option<String>,
 }
 
 pub async fn sign_in_page(
@@ -59,7 +60,7 @@ pub async fn sign_in_page(
     Query(q): Query<NextQuery>,
 ) -> Response {
     ok(&SignIn {
-        layout: Layout::new("Sign in", None, &csrf),
+        layout: Layout::new("Sign in", None, &csrf).with_notice(q.done.as_deref()),
         form: Form::default(),
         next: local_path(q.next.as_deref()).to_owned(),
     })
