@@ -178,6 +178,34 @@ async fn sign_ups_and_invite_acceptances_are_limited_too(tier: Tier) {
         assert_ne!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     }
     assert_limited(&accept().await);
+
+    // Asking for reset emails for one address: limited like a log-in, so
+    // nobody can make Coop mail someone over and over.
+    let reset = || async {
+        app.post(
+            "/api/v1/auth/password-reset",
+            &json!({"email": "victim@example.org"}),
+        )
+        .send()
+        .await
+    };
+    for _ in 0..2 {
+        let asked = reset().await;
+        assert!(asked.status.is_success(), "{}", asked.text);
+    }
+    assert_limited(&reset().await);
+    let guess = || async {
+        app.post(
+            "/api/v1/auth/password-reset/confirm",
+            &json!({"token": "guessed-reset-code", "password": PASSWORD}),
+        )
+        .send()
+        .await
+    };
+    for _ in 0..2 {
+        assert_ne!(guess().await.status, StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_limited(&guess().await);
 }
 
 /// Item "a bounded password-hashing pool": with one slot and no patience, a
@@ -270,6 +298,8 @@ async fn the_openapi_document_lists_the_429s() {
         "/api/v1/auth/login",
         "/api/v1/coops",
         "/api/v1/auth/accept-invite",
+        "/api/v1/auth/password-reset",
+        "/api/v1/auth/password-reset/confirm",
     ] {
         let too_many = &spec["paths"][path]["post"]["responses"]["429"];
         assert!(too_many.is_object(), "no 429 for POST {path}");

@@ -80,19 +80,20 @@ impl Quota {
 /// The limits at the doors that need no session (COOP_RATE_LIMIT_*).
 #[derive(Debug, Clone, Args)]
 pub struct RateLimitSettings {
-    /// Limit attempts at log-in, sign-up and invite acceptance. Turn off only
+    /// Limit attempts at log-in, sign-up, invite acceptance and password
+    /// reset. Turn off only
     /// for benchmarks that log in from one address at a high rate.
     #[arg(long = "rate-limits", env = "COOP_RATE_LIMITS", value_name = "COOP_RATE_LIMITS",
           default_value = "on", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub rate_limits: bool,
 
-    /// Attempts per account (the email at log-in and sign-up, the invite
-    /// code at acceptance), each door its own budget.
+    /// Attempts per account (the email at log-in, sign-up and reset request;
+    /// the code at invite acceptance and reset), each door its own budget.
     #[arg(long = "rate-limit-account", env = "COOP_RATE_LIMIT_ACCOUNT",
           value_name = "COOP_RATE_LIMIT_ACCOUNT", default_value = "10/5m", value_parser = Quota::parse)]
     pub per_account: Quota,
 
-    /// Log-in and invite-acceptance attempts per client address (generous:
+    /// Attempts at the other doors per client address (generous:
     /// a school or an office shares one address).
     #[arg(long = "rate-limit-address", env = "COOP_RATE_LIMIT_ADDRESS",
           value_name = "COOP_RATE_LIMIT_ADDRESS", default_value = "300/1m", value_parser = Quota::parse)]

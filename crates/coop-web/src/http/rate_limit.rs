@@ -1,5 +1,6 @@
 //! Rate limits at the doors that need no session: log-in, sign-up (founding a
-//! co-op) and invite acceptance, in the API and in the web app's forms. Each
+//! co-op), invite acceptance and password reset (asking for the email, and
+//! using its code), in the API and in the web app's forms. Each
 //! attempt is charged twice: to the client's address (COOP_TRUSTED_PROXIES
 //! decides what that is) and to the account it names (the email, or the
 //! invite code). Past either budget: 429 with `Retry-After`, before any
@@ -26,6 +27,10 @@ enum Door {
     LogIn,
     SignUp,
     AcceptInvite,
+    /// Asking for a reset email: without a budget, anyone could make Coop
+    /// mail an address over and over.
+    RequestReset,
+    ResetPassword,
 }
 
 impl Door {
@@ -37,6 +42,8 @@ impl Door {
             "/api/v1/auth/login" | "/sign-in" => Some(Self::LogIn),
             "/api/v1/coops" | "/sign-up" => Some(Self::SignUp),
             "/api/v1/auth/accept-invite" | "/accept-invite" => Some(Self::AcceptInvite),
+            "/api/v1/auth/password-reset" | "/forgot-password" => Some(Self::RequestReset),
+            "/api/v1/auth/password-reset/confirm" | "/reset-password" => Some(Self::ResetPassword),
             _ => None,
         }
     }
@@ -46,6 +53,8 @@ impl Door {
             Self::LogIn => "login_address",
             Self::SignUp => "sign_up_address",
             Self::AcceptInvite => "accept_invite_address",
+            Self::RequestReset => "request_reset_address",
+            Self::ResetPassword => "reset_password_address",
         }
     }
 
@@ -54,6 +63,8 @@ impl Door {
             Self::LogIn => "login_account",
             Self::SignUp => "sign_up_account",
             Self::AcceptInvite => "accept_invite_account",
+            Self::RequestReset => "request_reset_account",
+            Self::ResetPassword => "reset_password_account",
         }
     }
 
@@ -65,8 +76,8 @@ impl Door {
             .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
         let value = if is_form {
             let field = match self {
-                Self::LogIn | Self::SignUp => "email",
-                Self::AcceptInvite => "token",
+                Self::LogIn | Self::SignUp | Self::RequestReset => "email",
+                Self::AcceptInvite | Self::ResetPassword => "token",
             };
             serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
                 .ok()?
@@ -75,9 +86,9 @@ impl Door {
         } else {
             let json: serde_json::Value = serde_json::from_slice(body).ok()?;
             let value = match self {
-                Self::LogIn => &json["email"],
+                Self::LogIn | Self::RequestReset => &json["email"],
                 Self::SignUp => &json["coordinator"]["email"],
-                Self::AcceptInvite => &json["token"],
+                Self::AcceptInvite | Self::ResetPassword => &json["token"],
             };
             value.as_str()?.to_owned()
         };
@@ -93,11 +104,19 @@ pub fn rules(settings: &RateLimitSettings) -> Vec<(&'static str, Quota)> {
         return Vec::new();
     }
     let mut rules = Vec::new();
-    for door in [Door::LogIn, Door::SignUp, Door::AcceptInvite] {
+    for door in [
+        Door::LogIn,
+        Door::SignUp,
+        Door::AcceptInvite,
+        Door::RequestReset,
+        Door::ResetPassword,
+    ] {
         rules.push((door.account_rule(), settings.per_account));
         let per_address = match door {
             Door::SignUp => settings.sign_up_per_address,
-            Door::LogIn | Door::AcceptInvite => settings.per_address,
+            Door::LogIn | Door::AcceptInvite | Door::RequestReset | Door::ResetPassword => {
+                settings.per_address
+            }
         };
         rules.push((door.address_rule(), per_address));
     }
@@ -114,6 +133,8 @@ pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
         "/api/v1/auth/login",
         "/api/v1/coops",
         "/api/v1/auth/accept-invite",
+        "/api/v1/auth/password-reset",
+        "/api/v1/auth/password-reset/confirm",
     ] {
         let Some(operation) = openapi
             .paths
