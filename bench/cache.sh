@@ -189,7 +189,7 @@ stop_coops() {
 }
 
 scrape() { # NAME FILE
-    curl -sf --max-time 5 -o "$2" "${COOP_URL[$1]}/metrics" || {
+    metrics_curl -sf --max-time 5 -o "$2" "${COOP_URL[$1]}/metrics" || {
         log "could not read ${COOP_URL[$1]}/metrics"
         return 1
     }
@@ -420,7 +420,7 @@ TMP_DIRS+=("$SCRATCH")
 ensure_tools redis-cli
 
 rev=$(source_rev "$REPO_DIR")
-extra_env=$(env | grep '^COOP_' | grep -Ev '^COOP_(LISTEN|LOG|DATA_DIR|DATABASE_URL|REDIS_URL|INSTANCE_ID|CACHE)=' \
+extra_env=$(env | grep '^COOP_' | grep -Ev '^COOP_(LISTEN|LOG|DATA_DIR|DATABASE_URL|REDIS_URL|INSTANCE_ID|CACHE|METRICS_TOKEN)=' \
     | sort | tr '\n' ' ' | sed 's/ $//' || true)
 
 if [[ "${SKIP_BUILD:-0}" == 1 ]]; then

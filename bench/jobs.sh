@@ -471,7 +471,7 @@ drain_phase() {
     # gauge is computed from the database at each scrape, so every worker
     # shows the same numbers; the first one's are reported.
     for i in $(seq 1 "$WORKERS"); do
-        curl -sf --max-time 5 -o "$OUT_DIR/metrics-worker-$i.txt" "${W_URL[$i]}/metrics" \
+        metrics_curl -sf --max-time 5 -o "$OUT_DIR/metrics-worker-$i.txt" "${W_URL[$i]}/metrics" \
             || log "$key: could not read ${W_URL[$i]}/metrics"
     done
     if grep -q '^jobs{' "$OUT_DIR/metrics-worker-1.txt" 2>/dev/null; then
@@ -528,7 +528,7 @@ fi
 
 rev=$(source_rev "$REPO_DIR")
 extra_env=$(env | grep '^COOP_' \
-    | grep -Ev '^COOP_(LISTEN|LOG|DATA_DIR|DATABASE_URL|SMTP_URL|RUN_JOBS|JOBS_INLINE|WORKER_LISTEN|INSTANCE_ID)=' \
+    | grep -Ev '^COOP_(LISTEN|LOG|DATA_DIR|DATABASE_URL|SMTP_URL|RUN_JOBS|JOBS_INLINE|WORKER_LISTEN|INSTANCE_ID|METRICS_TOKEN)=' \
     | sort | tr '\n' ' ' | sed 's/ $//' || true)
 
 if [[ "${SKIP_BUILD:-0}" == 1 ]]; then

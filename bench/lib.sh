@@ -13,6 +13,12 @@
 PIDS=()
 TMP_DIRS=()
 
+# Coop serves /metrics only to a scraper with this token (or on
+# COOP_METRICS_LISTEN): every Coop a benchmark starts inherits it, and
+# `metrics_curl` sends it.
+export COOP_METRICS_TOKEN=${COOP_METRICS_TOKEN:-bench-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')}
+metrics_curl() { curl -H "Authorization: Bearer $COOP_METRICS_TOKEN" "$@"; }
+
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 

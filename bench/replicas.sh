@@ -246,7 +246,7 @@ stop_coop() {
 }
 
 scrape() { # FILE
-    curl -sf --max-time 5 -o "$1" "$COOP_URL/metrics" || {
+    metrics_curl -sf --max-time 5 -o "$1" "$COOP_URL/metrics" || {
         log "could not read $COOP_URL/metrics"
         return 1
     }
@@ -258,7 +258,7 @@ wait_replicas_healthy() {
     local want=$1 i n=0
     ((want > 0)) || return 0
     for i in $(seq 1 150); do
-        n=$(curl -sf --max-time 2 "$COOP_URL/metrics" | awk '/^db_replica_healthy\{/ && $2 == 1 {n++} END {print n + 0}' || echo 0)
+        n=$(metrics_curl -sf --max-time 2 "$COOP_URL/metrics" | awk '/^db_replica_healthy\{/ && $2 == 1 {n++} END {print n + 0}' || echo 0)
         ((n >= want)) && return 0
         sleep 0.2
     done
@@ -467,7 +467,7 @@ phase_metrics() {
 lag_sampler() {
     trap 'exit 0' TERM
     while :; do
-        curl -sf --max-time 1 "$COOP_URL/metrics" 2>/dev/null | awk -v t="$(date +%s.%N)" '
+        metrics_curl -sf --max-time 1 "$COOP_URL/metrics" 2>/dev/null | awk -v t="$(date +%s.%N)" '
             /^db_replica_lag_seconds\{/ {if ($2 + 0 > m) m = $2 + 0}
             /^db_replica_healthy\{/ {r++; if ($2 == 1) h++}
             END {if (r) printf "%s %.3f %d %d\n", t, m, h, r}' >>"$1" || true
@@ -558,7 +558,7 @@ ensure_tools redis-cli
     || die "Redis is not reachable at $BENCH_REDIS_URL"
 
 rev=$(source_rev "$REPO_DIR")
-extra_env=$(env | grep '^COOP_' | grep -Ev '^COOP_(LISTEN|LOG|DATA_DIR|DATABASE_URL|REDIS_URL|INSTANCE_ID|CACHE|REPLICA_URLS|READ_YOUR_WRITES)=' \
+extra_env=$(env | grep '^COOP_' | grep -Ev '^COOP_(LISTEN|LOG|DATA_DIR|DATABASE_URL|REDIS_URL|INSTANCE_ID|CACHE|REPLICA_URLS|READ_YOUR_WRITES|METRICS_TOKEN)=' \
     | sort | tr '\n' ' ' | sed 's/ $//' || true)
 
 wait_other_bench "build"

@@ -260,7 +260,7 @@ ensure_tools
 # What was built: the commit, and a digest of the source when it has local changes.
 rev=$(source_rev "$REPO_DIR")
 # Coop settings passed through from the caller's environment, if any.
-extra_env=$(env | grep '^COOP_' | grep -Ev '^COOP_(LISTEN|LOG|DATA_DIR|DATABASE_URL|REDIS_URL|INSTANCE_ID)=' \
+extra_env=$(env | grep '^COOP_' | grep -Ev '^COOP_(LISTEN|LOG|DATA_DIR|DATABASE_URL|REDIS_URL|INSTANCE_ID|METRICS_TOKEN)=' \
     | sort | tr '\n' ' ' | sed 's/ $//' || true)
 
 if [[ "${SKIP_BUILD:-0}" == 1 ]]; then

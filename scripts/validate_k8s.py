@@ -266,7 +266,8 @@ def check_consistency(m: Manifests) -> list[str]:
                     err(f"Deployment/{name}: sets {var}, missing from README.md's configuration table")
             # The listen addresses and the declared ports must agree, or the
             # probes knock on a closed port.
-            for var, port_name in (("COOP_LISTEN", "http"), ("COOP_WORKER_LISTEN", "metrics")):
+            metrics_var = "COOP_WORKER_LISTEN" if "worker" in c.get("args", []) else "COOP_METRICS_LISTEN"
+            for var, port_name in (("COOP_LISTEN", "http"), (metrics_var, "metrics")):
                 if port_name in ports:
                     value = env.get(var)
                     if value is None or not value.endswith(f":{ports[port_name]}"):

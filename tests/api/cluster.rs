@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::support::{Endpoint, TestDatabase, client, free_port, redis_url};
+use crate::support::{Endpoint, METRICS_TOKEN, TestDatabase, client, free_port, redis_url};
 
 struct TestCluster {
     endpoint: Endpoint,
@@ -539,7 +539,7 @@ async fn a_rolling_restart_under_load_fails_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rising_load_adds_an_instance_and_falling_load_drains_one() {
     // Each instance gets a tenth of a CPU, so a modest load saturates one.
-    let cluster = TestCluster::start(
+    let cluster = TestCluster::start_with(
         1,
         &[
             "--instance-cpu",
@@ -557,6 +557,7 @@ async fn rising_load_adds_an_instance_and_falling_load_drains_one() {
             "--scale-down-stabilisation",
             "6s",
         ],
+        &[("COOP_METRICS_TOKEN", METRICS_TOKEN)],
     )
     .await;
     let (session, family_id) = coordinator_and_family(&cluster).await;
@@ -619,6 +620,34 @@ async fn rising_load_adds_an_instance_and_falling_load_drains_one() {
         .unwrap();
     assert!(metrics.contains("autoscaler_decisions_total"), "{metrics}");
     assert!(cluster.state_dir().join("nginx.conf").exists());
+
+    // The members' /metrics ask for the operator's token (the scaler above
+    // could read them: it sends it), and nginx never passes /metrics on,
+    // token or not.
+    let bearer = format!("Bearer {METRICS_TOKEN}");
+    let public = cluster
+        .endpoint
+        .get("/metrics")
+        .header("authorization", &bearer)
+        .send()
+        .await;
+    assert_eq!(public.status, StatusCode::NOT_FOUND, "{}", public.text);
+    assert_eq!(public.error_code(), "not_found");
+    let status = cluster.status().await.expect("status");
+    let member = Endpoint {
+        address: format!(
+            "http://{}",
+            running(&status, "instances")[0]["address"]
+                .as_str()
+                .unwrap()
+        ),
+        http: client(),
+    };
+    assert_eq!(
+        member.get("/metrics").send().await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(member.metrics().await.contains("http_requests_total"));
 }
 
 #[test]

@@ -445,7 +445,7 @@ async fn a_job_that_runs_out_of_attempts_is_dead_until_retried(tier: Tier) {
     }
     let mails = sink.wait_for(2, Duration::from_secs(20)).await;
     assert_eq!(mails.len(), 2);
-    let metrics = app.get("/metrics").send().await.text;
+    let metrics = app.metrics().await;
     assert!(metrics.contains("jobs_dead_total"), "dead jobs are counted");
 }
 

@@ -17,6 +17,7 @@ mod auth;
 mod cache;
 mod coops;
 mod courses;
+mod edge;
 mod families;
 mod idempotency;
 mod instances;
@@ -24,6 +25,7 @@ mod jobs;
 mod operations;
 mod pages;
 mod process;
+mod rate_limits;
 mod static_assets;
 
 #[cfg(feature = "full-suite")]

@@ -43,15 +43,7 @@ async fn metrics_count_requests_by_route_and_show_the_pool(tier: Tier) {
         app.get(&path).session(&c.session).send().await.status,
         StatusCode::OK
     );
-    let metrics = app.get("/metrics").send().await;
-    assert_eq!(metrics.status, StatusCode::OK);
-    assert!(
-        metrics
-            .header("content-type")
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    let text = metrics.text;
+    let text = app.metrics().await;
     assert!(
         text.contains(
             r#"http_requests_total{method="GET",route="/api/v1/families/{id}",status="200"}"#

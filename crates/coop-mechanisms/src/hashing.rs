@@ -21,6 +21,24 @@ const MAX_WAIT: Duration = Duration::from_secs(2);
 #[error("too many password checks at once")]
 pub struct Busy;
 
+/// The hashing pool's bounds (COOP_PASSWORD_HASH_*).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HashingSettings {
+    /// Password hashes (log-in, sign-up, invite acceptance) run at once, each
+    /// with 19 MiB. Default: one per core this process may use.
+    #[arg(long = "password-hash-concurrency", env = "COOP_PASSWORD_HASH_CONCURRENCY",
+          value_name = "COOP_PASSWORD_HASH_CONCURRENCY",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+
+    /// How long a hash waits for a free slot before the request is answered
+    /// 503 with Retry-After.
+    #[arg(long = "password-hash-wait", env = "COOP_PASSWORD_HASH_WAIT",
+          value_name = "COOP_PASSWORD_HASH_WAIT", default_value = "2s",
+          value_parser = coop_runtime::values::parse_duration)]
+    pub max_wait: Duration,
+}
+
 #[derive(Clone)]
 pub struct Hasher {
     slots: Arc<Semaphore>,
@@ -30,12 +48,22 @@ pub struct Hasher {
 impl Default for Hasher {
     /// One slot per core this process may use.
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::with_slots(cores, MAX_WAIT)
+        Self::with_slots(cores(), MAX_WAIT)
     }
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl Hasher {
+    pub fn new(settings: &HashingSettings) -> Self {
+        match settings.concurrency {
+            Some(slots) => Self::with_slots(slots as usize, settings.max_wait),
+            None => Self::with_slots(cores(), settings.max_wait),
+        }
+    }
+
     pub fn with_slots(slots: usize, max_wait: Duration) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(slots.max(1))),

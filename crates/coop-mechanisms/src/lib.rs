@@ -10,7 +10,8 @@
 //! - [`sessions`]: server-side sessions read through the cache.
 //! - [`jobs`]: the durable queue's worker; [`providers`]: SMTP and payments
 //!   behind circuit breakers.
-//! - [`hashing`]: bounded password hashing; [`shared_state`]: Redis.
+//! - [`hashing`]: bounded password hashing; [`rate_limit`]: attempts per
+//!   account and address, shared through Redis; [`shared_state`]: Redis.
 //!
 //! Nothing here knows HTTP: errors are classified ([`store::StoreError`]) and
 //! each face decides how to show them.
@@ -21,6 +22,7 @@ pub mod hashing;
 pub mod health;
 pub mod jobs;
 pub mod providers;
+pub mod rate_limit;
 pub mod sessions;
 pub mod shared_state;
 pub mod store;

@@ -91,11 +91,34 @@ impl Services {
         }
     }
 
-    /// Publishes the gauges that are read rather than counted (pools, cache
-    /// size, replica pools, queue depth); called when `/metrics` is scraped.
-    pub async fn record_metrics(&self) {
+    /// Publishes the gauges that are read rather than counted and cost no
+    /// query (pools, cache size, replica pools); called when `/metrics` is
+    /// scraped. The queue's depth needs the database, so it is refreshed on a
+    /// timer instead (`refresh_queue_metrics`): a scrape, however frequent,
+    /// costs the database nothing.
+    pub fn record_metrics(&self) {
         self.data.record_metrics();
-        record_queue_metrics(self.data.primary()).await;
+    }
+
+    /// Records the queue's depth every `every` until `stop` resolves.
+    pub async fn refresh_queue_metrics(
+        &self,
+        every: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        let db = self.data.primary().clone();
+        let refresh = async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                record_queue_metrics(&db).await;
+            }
+        };
+        tokio::select! {
+            () = refresh => {}
+            () = stop => {}
+        }
     }
 
     /// Whether reads may go to replicas, so clients need read-your-writes tokens.

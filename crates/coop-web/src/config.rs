@@ -12,13 +12,19 @@ use std::time::Duration;
 
 use clap::Args;
 use coop_mechanisms::cache::CacheSettings;
+use coop_mechanisms::hashing::HashingSettings;
 use coop_mechanisms::jobs::JobSettings;
 use coop_mechanisms::providers::ProviderSettings;
+use coop_mechanisms::rate_limit::RateLimitSettings;
 use coop_mechanisms::shared_state::RedisSettings;
 use coop_mechanisms::store::{DatabaseSettings, DatabaseUrl};
 use coop_runtime::telemetry::LogFormat;
 use coop_runtime::values::{parse_bool, parse_duration};
 use coop_services::AccountSettings;
+
+use crate::http::client_ip::TrustedProxies;
+use crate::http::scrape::MetricsToken;
+use crate::http::serve::ConnectionLimits;
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -32,6 +38,10 @@ pub struct Config {
     pub cache: CacheSettings,
     #[command(flatten, next_help_heading = "Accounts and sessions")]
     pub accounts: AccountSettings,
+    #[command(flatten, next_help_heading = "Abuse protection")]
+    pub rate_limits: RateLimitSettings,
+    #[command(flatten, next_help_heading = "Abuse protection")]
+    pub hashing: HashingSettings,
     #[command(flatten, next_help_heading = "Background jobs")]
     pub jobs: JobSettings,
     #[command(flatten, next_help_heading = "Email and payments")]
@@ -76,6 +86,49 @@ pub struct HttpSettings {
           value_name = "COOP_IDEMPOTENCY_LEASE", value_parser = parse_duration)]
     pub idempotency_lease: Option<Duration>,
 
+    /// A connection must send a complete request head within this long of
+    /// its first byte (of opening, for a new connection), or it is closed.
+    #[arg(long = "header-read-timeout", env = "COOP_HEADER_READ_TIMEOUT",
+          value_name = "COOP_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// A keep-alive connection with no request running and nothing sent or
+    /// received for this long is closed. Longer than the upstream keepalive
+    /// timeout of the nginx config (60 s), so nginx, not Coop, closes idle
+    /// upstream connections: otherwise a request sent as Coop closes the
+    /// connection fails, and nginx does not retry a POST.
+    #[arg(long = "idle-timeout", env = "COOP_IDLE_TIMEOUT", value_name = "COOP_IDLE_TIMEOUT",
+          default_value = "75s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Most connections served at once; past it new ones wait in the
+    /// listen backlog. Keep it under the open-file limit (`ulimit -n`).
+    #[arg(long = "max-connections", env = "COOP_MAX_CONNECTIONS",
+          value_name = "COOP_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Also serve `/metrics` on this separate address, for Prometheus: keep
+    /// it private (loopback, or a port only the scraper reaches). Without it
+    /// and without COOP_METRICS_TOKEN, `/metrics` answers 404.
+    #[arg(long = "metrics-listen", env = "COOP_METRICS_LISTEN",
+          value_name = "COOP_METRICS_LISTEN", value_parser = parse_metrics_listen)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Serve `/metrics` on COOP_LISTEN to requests with `Authorization: Bearer
+    /// <token>`; when set, COOP_METRICS_LISTEN and the worker's listener ask
+    /// for it too. At least 16 characters.
+    #[arg(long = "metrics-token", env = "COOP_METRICS_TOKEN", value_name = "COOP_METRICS_TOKEN",
+          hide_env_values = true, value_parser = MetricsToken::parse)]
+    pub metrics_token: Option<MetricsToken>,
+
+    /// Proxies (addresses or networks, comma-separated) whose
+    /// `X-Forwarded-For` names the client, for per-address rate limits.
+    /// Anyone else's is ignored. `coop cluster` sets it for its nginx.
+    #[arg(long = "trusted-proxies", env = "COOP_TRUSTED_PROXIES",
+          value_name = "COOP_TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse)]
+    pub trusted_proxies: TrustedProxies,
+
     /// Mark the session cookie `Secure` (set when TLS terminates in front of Coop).
     #[arg(long = "secure-cookies", env = "COOP_SECURE_COOKIES", value_name = "COOP_SECURE_COOKIES",
           default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
@@ -92,6 +145,17 @@ pub struct HttpSettings {
     #[arg(long = "shutdown-timeout", env = "COOP_SHUTDOWN_TIMEOUT",
           value_name = "COOP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+}
+
+impl HttpSettings {
+    /// The listener's limits, for `http::serve`.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections as usize,
+        }
+    }
 }
 
 /// Default lease beyond the request timeout: room for clock differences between
@@ -158,6 +222,12 @@ fn parse_listen(value: &str) -> Result<SocketAddr, String> {
     })
 }
 
+fn parse_metrics_listen(value: &str) -> Result<SocketAddr, String> {
+    value.parse().map_err(|_| {
+        format!("COOP_METRICS_LISTEN expects address:port such as 127.0.0.1:9090, got {value:?}")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,10 +264,12 @@ mod tests {
         // SAFETY (edition 2024): tests in this module do not read the
         // environment concurrently with this write.
         unsafe { std::env::set_var("COOP_DATABASE_URL", "postgres://coop:hunter2@db/coop") };
+        unsafe { std::env::set_var("COOP_METRICS_TOKEN", "hunter2-metrics-token") };
         let help = <Cli as clap::CommandFactory>::command()
             .render_long_help()
             .to_string();
         unsafe { std::env::remove_var("COOP_DATABASE_URL") };
+        unsafe { std::env::remove_var("COOP_METRICS_TOKEN") };
         assert!(!help.contains("hunter2"), "{help}");
         for heading in ["HTTP server", "Database", "Cache", "Background jobs"] {
             assert!(help.contains(heading), "no {heading} section in\n{help}");

@@ -41,6 +41,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    #[error("too many attempts; retry in {seconds} s")]
+    TooManyRequests { seconds: u64 },
     #[error("{dependency} is unavailable")]
     Unavailable {
         dependency: &'static str,
@@ -97,6 +99,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -117,6 +120,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::TooManyRequests { .. } => "rate_limited",
             Self::Unavailable { .. } => "service_unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -130,6 +134,10 @@ impl ApiError {
                 format!("{dependency} is unavailable right now; retry shortly")
             }
             Self::Internal(_) => "something went wrong on our side; it has been logged".into(),
+            Self::TooManyRequests { seconds } => format!(
+                "too many attempts from this address or for this account; \
+                 wait {seconds} s (Retry-After) and try again"
+            ),
             other => other.to_string(),
         }
     }
@@ -163,6 +171,11 @@ impl IntoResponse for ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),
             );
+        }
+        if let Self::TooManyRequests { seconds } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

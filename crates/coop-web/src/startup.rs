@@ -6,18 +6,21 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::serve::ListenerExt;
+use axum::response::IntoResponse;
+use axum::routing::get;
 use coop_mechanisms::cache::Cache;
 use coop_mechanisms::data::Data;
 use coop_mechanisms::hashing::Hasher;
 use coop_mechanisms::health::Readiness;
 use coop_mechanisms::jobs::worker::{Worker, WorkerConfig};
+use coop_mechanisms::rate_limit::RateLimiter;
 use coop_mechanisms::shared_state::Redis;
-use coop_mechanisms::store::Db;
 use coop_mechanisms::store::replicas::ReplicaSet;
+use coop_mechanisms::store::{DatabaseUrl, Db};
 use coop_runtime::prometheus_handle;
 use coop_services::jobs::{Effects, InlineJobs};
 use coop_services::{Parts, Services, record_queue_metrics};
@@ -25,12 +28,19 @@ use tokio::net::TcpListener;
 
 use crate::api;
 use crate::config::Config;
+use crate::http::scrape::MetricsToken;
 use crate::knobs::TestKnobs;
 use crate::state::{AppState, Inner};
+
+/// How often `coop serve` reads the queue's depth for its metrics: the
+/// default Prometheus scrape interval.
+const QUEUE_METRICS_EVERY: Duration = Duration::from_secs(15);
 
 pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
+    /// COOP_METRICS_LISTEN, bound.
+    metrics_listener: Option<TcpListener>,
     router: Router,
     state: AppState,
     /// What `coop serve` runs beside HTTP: the job queue on the embedded tier.
@@ -66,6 +76,14 @@ impl Application {
             .await
             .with_context(|| format!("could not listen on {} (COOP_LISTEN)", config.http.listen))?;
         let address = listener.local_addr()?;
+        let metrics_listener = match config.http.metrics_listen {
+            Some(at) => Some(
+                TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("could not listen on {at} (COOP_METRICS_LISTEN)"))?,
+            ),
+            None => None,
+        };
         let instance_id = config.instance_id(address);
         let effects = Arc::new(Effects::new(
             &config.providers,
@@ -85,7 +103,7 @@ impl Application {
         let services = Arc::new(Services::new(Parts {
             data,
             session_ttl: config.accounts.session_ttl,
-            hasher: Hasher::default(),
+            hasher: Hasher::new(&config.hashing),
             job_max_attempts: config.jobs.job_max_attempts,
             payments_configured: config.providers.payments_url.is_some(),
             idempotency_lease: config.idempotency_lease(),
@@ -102,8 +120,17 @@ impl Application {
             "backend" => db.backend(),
         )
         .set(1.0);
+        let rules = crate::http::rate_limit::rules(&config.rate_limits);
+        let rate_limits = match &redis {
+            Some(redis) => {
+                RateLimiter::shared(&rules, redis.conn.clone(), &deployment_name(&config))
+            }
+            None => RateLimiter::local(&rules),
+        };
+        rate_limits.spawn_cleanup(Duration::from_secs(60));
         let state = AppState::new(Inner {
             services,
+            rate_limits,
             readiness: Readiness::new(db, redis, replicas),
             tier: config.tier(),
             cache: cache.describe(),
@@ -118,6 +145,7 @@ impl Application {
         Ok(Self {
             listener,
             address,
+            metrics_listener,
             router,
             state,
             worker,
@@ -126,6 +154,13 @@ impl Application {
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Where COOP_METRICS_LISTEN was bound, if it was set.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     pub fn port(&self) -> u16 {
@@ -145,6 +180,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let Self {
             listener,
+            metrics_listener,
             router,
             state,
             worker,
@@ -163,6 +199,35 @@ impl Application {
             tokio::time::sleep(drain_delay).await;
         };
         state.services.spawn_housekeeping();
+        let queue_metrics = {
+            let state = state.clone();
+            let mut stopping = stopping_rx.clone();
+            tokio::spawn(async move {
+                state
+                    .services
+                    .refresh_queue_metrics(QUEUE_METRICS_EVERY, async move {
+                        let _ = stopping.wait_for(|stopping| *stopping).await;
+                    })
+                    .await
+            })
+        };
+        // The private metrics listener lives as long as the main one, so the
+        // drain can be watched; it has the same connection limits.
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_server = metrics_listener.map(|listener| {
+            let router = Router::new()
+                .route("/metrics", get(api::health::private_metrics))
+                .fallback(crate::http::fallback::not_found)
+                .with_state(state.clone());
+            tokio::spawn(crate::http::serve::serve(
+                listener,
+                router,
+                state.http.connection_limits(),
+                async move {
+                    let _ = metrics_stopped.await;
+                },
+            ))
+        });
         let worker = worker.map(|worker| {
             let mut stopping = stopping_rx.clone();
             tokio::spawn(worker.run(async move {
@@ -170,20 +235,21 @@ impl Application {
             }))
         });
 
-        // Small JSON answers suffer badly from Nagle's algorithm: axum::serve does
-        // not disable it, so we do.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
+        let server =
+            crate::http::serve::serve(listener, router, state.http.connection_limits(), graceful);
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(drain_delay + shutdown_timeout).await;
         };
         tokio::select! {
-            result = server => result.context("serving HTTP")?,
+            () = server => {}
             () = deadline => tracing::warn!(?shutdown_timeout, "in-flight requests did not finish in time"),
         }
+        let _ = metrics_stop.send(());
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
+        let _ = queue_metrics.await;
         if let Some(worker) = worker {
             // It stopped claiming when shutdown began; let it finish or release.
             let _ = worker.await;
@@ -192,6 +258,19 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Names the deployment in shared Redis keys, so two Coops that share a
+/// Redis (or the tests, each with a database of its own) never share rate
+/// limits: the database's host, port and name, without credentials.
+fn deployment_name(config: &Config) -> String {
+    use sha2::{Digest, Sha256};
+    let (DatabaseUrl::Postgres(url) | DatabaseUrl::Sqlite(url)) = config.database.database();
+    let place = url
+        .rsplit_once('@')
+        .map_or(url.as_str(), |(_, place)| place);
+    let digest = Sha256::digest(place.as_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Which cache tiers this configuration can keep coherent.
@@ -249,7 +328,7 @@ pub async fn run_worker(
         mail = %effects.mailer.describe(),
         "Coop worker is running; health and metrics on http://{address}/"
     );
-    let probes = worker_probes(db.clone(), metrics);
+    let probes = worker_probes(db.clone(), metrics, config.http.metrics_token.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
         let mut stop_rx = stop_rx;
@@ -269,8 +348,15 @@ pub async fn run_worker(
     Ok(())
 }
 
-fn worker_probes(db: Db, metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
-    use axum::routing::get;
+/// The worker's listener is private like COOP_METRICS_LISTEN: its `/metrics`
+/// is open unless COOP_METRICS_TOKEN is set. A scrape reads the queue's depth
+/// from the database: `coop cluster` scales workers on it and wants it fresh,
+/// and the listener is not public.
+fn worker_probes(
+    db: Db,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    token: Option<MetricsToken>,
+) -> Router {
     Router::new()
         .route(
             "/health",
@@ -278,10 +364,14 @@ fn worker_probes(db: Db, metrics: metrics_exporter_prometheus::PrometheusHandle)
         )
         .route(
             "/metrics",
-            get(move || {
+            get(move |headers: axum::http::HeaderMap| {
                 let db = db.clone();
                 let metrics = metrics.clone();
+                let token = token.clone();
                 async move {
+                    if token.is_some_and(|token| !token.admits(&headers)) {
+                        return crate::http::scrape::token_required();
+                    }
                     record_queue_metrics(&db).await;
                     db.record_pool_metrics();
                     metrics.run_upkeep();
@@ -292,6 +382,7 @@ fn worker_probes(db: Db, metrics: metrics_exporter_prometheus::PrometheusHandle)
                         )],
                         metrics.render(),
                     )
+                        .into_response()
                 }
             }),
         )

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use coop_mechanisms::health::Readiness;
+use coop_mechanisms::rate_limit::RateLimiter;
 use coop_services::Services;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -19,6 +20,8 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub services: Arc<Services>,
+    /// Attempts at log-in, sign-up and invite acceptance (`http::rate_limit`).
+    pub rate_limits: RateLimiter,
     /// The dependencies `/ready` asks.
     pub readiness: Readiness,
     pub http: HttpSettings,

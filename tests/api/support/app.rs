@@ -37,6 +37,8 @@ pub struct Endpoint {
 
 pub struct TestApp {
     endpoint: Endpoint,
+    /// COOP_METRICS_LISTEN, when the test set `--metrics-listen`.
+    pub metrics_listener: Option<Endpoint>,
     /// Keeps the database (or data folder) alive as long as the app.
     _backing: std::sync::Arc<Backing>,
     stop: Option<oneshot::Sender<()>>,
@@ -47,9 +49,24 @@ pub async fn spawn_app(tier: Tier) -> TestApp {
     spawn_app_on(Backing::new(tier).await, &[]).await
 }
 
+/// The metrics token every test app and process is given, so `/metrics` is
+/// served to `Endpoint::metrics` (it answers 404 to a scraper without it).
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
+
 /// Starts an app on existing storage (a second instance, or a restart), with
 /// extra command-line arguments.
 pub async fn spawn_app_on(backing: std::sync::Arc<Backing>, extra: &[&str]) -> TestApp {
+    if extra.iter().any(|arg| arg.starts_with("--metrics-")) {
+        return spawn_app_as_configured(backing, extra).await;
+    }
+    let mut with_token = vec!["--metrics-token", METRICS_TOKEN];
+    with_token.extend(extra);
+    spawn_app_as_configured(backing, &with_token).await
+}
+
+/// [`spawn_app_on`] without the test's metrics token: `/metrics` only as
+/// `extra` says.
+pub async fn spawn_app_as_configured(backing: std::sync::Arc<Backing>, extra: &[&str]) -> TestApp {
     let mut args = vec!["--listen".to_owned(), "127.0.0.1:0".to_owned()];
     args.extend(backing.args());
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -59,6 +76,10 @@ pub async fn spawn_app_on(backing: std::sync::Arc<Backing>, extra: &[&str]) -> T
         .await
         .expect("application builds");
     let address = format!("http://{}", app.address());
+    let metrics_listener = app.metrics_address().map(|at| Endpoint {
+        address: format!("http://{at}"),
+        http: client(),
+    });
     let (stop, stopped) = oneshot::channel();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -68,6 +89,7 @@ pub async fn spawn_app_on(backing: std::sync::Arc<Backing>, extra: &[&str]) -> T
             address,
             http: client(),
         },
+        metrics_listener,
         _backing: backing,
         stop: Some(stop),
         server: Some(server),
@@ -229,6 +251,25 @@ impl Endpoint {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The Prometheus text of `/metrics` (with the test token), which must
+    /// answer 200.
+    pub async fn metrics(&self) -> String {
+        let answer = self
+            .get("/metrics")
+            .header("authorization", &format!("Bearer {METRICS_TOKEN}"))
+            .send()
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        assert!(
+            answer
+                .header("content-type")
+                .is_some_and(|t| t.starts_with("text/plain")),
+            "{:?}",
+            answer.headers
+        );
+        answer.text
     }
 
     pub fn req(&self, method: Method, path: &str) -> Req<'_> {

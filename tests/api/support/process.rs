@@ -34,8 +34,7 @@ impl ProcessApp {
     /// The value of one Prometheus series (0 when absent), summed over series
     /// whose labels contain every `label="value"` pair given.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        let text = self.get("/metrics").send().await.text;
-        parse_metric(&text, name, labels)
+        parse_metric(&self.metrics().await, name, labels)
     }
 }
 
@@ -68,6 +67,7 @@ fn coop_command(
         .args(backing.args())
         .env(listen, format!("127.0.0.1:{port}"))
         .env("COOP_LOG", "json")
+        .env("COOP_METRICS_TOKEN", super::app::METRICS_TOKEN)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit());
@@ -124,8 +124,7 @@ impl WorkerProcess {
 
     /// One Prometheus series from the worker (see `ProcessApp::metric`).
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        let text = self.probes.get("/metrics").send().await.text;
-        parse_metric(&text, name, labels)
+        parse_metric(&self.probes.metrics().await, name, labels)
     }
 }
 

@@ -101,6 +101,17 @@ pub struct ClusterArgs {
     #[arg(long = "redis-url", env = "COOP_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// The bearer token the members ask of whoever scrapes their `/metrics`
+    /// (given to them as COOP_METRICS_TOKEN; the auto-scaler sends it). Set
+    /// it to scrape the members with your own Prometheus too; otherwise each
+    /// run makes up one of its own.
+    #[arg(
+        long = "metrics-token",
+        env = "COOP_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+
     #[command(flatten)]
     pub scaling: ScalingArgs,
 }

@@ -61,12 +61,24 @@ pub struct Cluster {
     desired: Mutex<Desired>,
     decisions: Mutex<VecDeque<serde_json::Value>>,
     http: reqwest::Client,
+    /// What the members ask of a `/metrics` scraper (COOP_METRICS_TOKEN).
+    metrics_token: String,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Desired {
     pub instances: u32,
     pub workers: u32,
+}
+
+/// 24 random bytes in hex, from the kernel (no dependency for one token).
+fn random_token() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .context("reading /dev/urandom for a metrics token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Runs the cluster until `shutdown`, then stops nginx (finishing requests in
@@ -98,13 +110,29 @@ where
             .workers
             .clamp(policy_worker.min, policy_worker.max),
     };
-    let env = vec![
+    // Members serve /metrics only to a scraper with this token (issue 15):
+    // nginx never passes /metrics on, and the supervisor scrapes the members
+    // directly, with the token.
+    let metrics_token = match settings.args.metrics_token.as_deref().map(str::trim) {
+        Some(token) if !token.is_empty() => token.to_owned(),
+        _ => random_token()?,
+    };
+    let mut env = vec![
         (
             "COOP_DATABASE_URL".to_owned(),
             settings.database_url.clone(),
         ),
         ("COOP_REDIS_URL".to_owned(), settings.redis_url.clone()),
+        ("COOP_METRICS_TOKEN".to_owned(), metrics_token.clone()),
     ];
+    // Every request reaches the members through our nginx on loopback: its
+    // X-Forwarded-For names the client, for per-address rate limits.
+    if std::env::var_os("COOP_TRUSTED_PROXIES").is_none() {
+        env.push((
+            "COOP_TRUSTED_PROXIES".to_owned(),
+            "127.0.0.1,::1".to_owned(),
+        ));
+    }
     let cluster = Arc::new(Cluster {
         name: format!("coop-cluster-{}", std::process::id()),
         env,
@@ -118,6 +146,7 @@ where
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?,
+        metrics_token,
         settings,
     });
 
@@ -561,7 +590,10 @@ impl Cluster {
             .map(|m| (m.id, m.address))
             .collect();
         let answers = futures_util::future::join_all(targets.iter().map(|(_, address)| {
-            let request = self.http.get(format!("http://{address}{path}"));
+            let request = self
+                .http
+                .get(format!("http://{address}{path}"))
+                .bearer_auth(&self.metrics_token);
             async move {
                 let response = tokio::time::timeout(timeout, request.send())
                     .await

@@ -1,12 +1,13 @@
 //! Liveness, readiness, metrics and the landing page.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use crate::error::{ApiError, ErrorBody};
 use crate::http::json::ApiJson;
 use crate::state::AppState;
 
@@ -85,10 +86,34 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus exposition text.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    state.services.record_metrics().await;
+/// Prometheus exposition text, for the operator's scraper only (see
+/// `http::scrape`): served here when COOP_METRICS_TOKEN is set and the request
+/// carries it as a bearer token; otherwise 404, as if there were no such path.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format"),
+        (status = 404, description = "Not served on this listener, or without the right `Authorization: Bearer` token", body = ErrorBody),
+    ))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match &state.http.metrics_token {
+        Some(token) if token.admits(&headers) => exposition(&state),
+        _ => ApiError::NotFound("no such endpoint: GET /metrics; see /docs for the API".into())
+            .into_response(),
+    }
+}
+
+/// `/metrics` on COOP_METRICS_LISTEN: open, unless a token is configured.
+pub async fn private_metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match &state.http.metrics_token {
+        Some(token) if !token.admits(&headers) => crate::http::scrape::token_required(),
+        _ => exposition(&state),
+    }
+}
+
+/// What a scrape costs: in-memory gauges and rendering, no database query
+/// (the queue's depth is refreshed on a timer, see `Services::record_metrics`).
+fn exposition(state: &AppState) -> Response {
+    state.services.record_metrics();
     state.metrics.run_upkeep();
     (
         [(

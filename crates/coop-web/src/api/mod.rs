@@ -30,12 +30,14 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::http::{MAX_BODY_BYTES, fallback, idempotency, metrics, read_after, timeout};
+use crate::http::{
+    MAX_BODY_BYTES, fallback, idempotency, metrics, rate_limit, read_after, timeout,
+};
 use crate::state::AppState;
 
 /// The API's routes and the OpenAPI document that describes them.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+    let (router, document) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(coops::create_coop))
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
@@ -85,7 +87,10 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .routes(routes!(health::metrics))
-        .split_for_parts()
+        .split_for_parts();
+    let mut document = document;
+    rate_limit::document(&mut document);
+    (router, document)
 }
 
 /// The whole application. Layers listed later wrap the ones listed earlier.
@@ -99,6 +104,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             read_after::track,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
         ));
 
     // Pages are compressed (brotli or gzip, as the browser accepts): a page's
@@ -112,6 +121,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             read_after::track,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
         ));
 
     Router::new()

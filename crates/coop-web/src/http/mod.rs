@@ -2,11 +2,15 @@
 //! route shares, so handlers only read like the business.
 
 pub mod auth;
+pub mod client_ip;
 pub mod fallback;
 pub mod idempotency;
 pub mod json;
 pub mod metrics;
+pub mod rate_limit;
 pub mod read_after;
+pub mod scrape;
+pub mod serve;
 pub mod timeout;
 
 /// The session cookie's name.
