@@ -233,15 +233,22 @@ impl Shared {
         }
     }
 
-    async fn read_catalog(&self, intended: Instant, cookie: &str, rng: &mut Rng) -> Vec<Class> {
+    /// One catalog read; parsed only when the caller picks classes from it.
+    async fn read_catalog(
+        &self,
+        intended: Instant,
+        cookie: &str,
+        rng: &mut Rng,
+        parse: bool,
+    ) -> Vec<Class> {
         let path = self.catalog_path(rng);
         match self
             .timed(Kind::Catalog, intended, path, cookie, None)
             .await
             .0
         {
-            Outcome::Answered(answer) => parse_catalog(&answer.json()),
-            Outcome::Failed => Vec::new(),
+            Outcome::Answered(answer) if parse => parse_catalog(&answer.json()),
+            _ => Vec::new(),
         }
     }
 
@@ -265,12 +272,14 @@ impl Shared {
 
     async fn family(self: Arc<Self>, family: Arc<Family>, t0: Instant, think: Duration, seed: u64) {
         let mut rng = Rng::new(seed);
-        let mut seen = self.read_catalog(t0, &family.cookie, &mut rng).await;
+        let mut seen = self.read_catalog(t0, &family.cookie, &mut rng, true).await;
         let mut taken: Vec<String> = Vec::new();
         for (k, child) in family.children.iter().enumerate() {
             let k = k as u32;
             let read_at = t0 + think * (1 + 2 * k);
-            let fresh = self.read_catalog(read_at, &family.cookie, &mut rng).await;
+            let fresh = self
+                .read_catalog(read_at, &family.cookie, &mut rng, true)
+                .await;
             if !fresh.is_empty() {
                 seen = fresh;
             }
@@ -432,7 +441,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         let family = families[rng.below(families.len())].clone();
         tasks.spawn(async move {
             shared
-                .read_catalog(intended, &family.cookie, &mut rng)
+                .read_catalog(intended, &family.cookie, &mut rng, false)
                 .await;
         });
     }

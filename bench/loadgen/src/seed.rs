@@ -347,6 +347,37 @@ pub async fn seed(args: SeedArgs) -> Result<ExitCode> {
     for task in acceptors {
         task.abort();
     }
+    // Let the seeding's own jobs (coordinator notices, calendar entries) finish
+    // while this SMTP server still takes their emails, so the runs start from
+    // an idle queue.
+    let mut idle_checks = 0;
+    loop {
+        let mut busy = 0;
+        for state in ["ready", "running"] {
+            let answer = api
+                .get(
+                    &format!("/api/v1/admin/jobs?state={state}&limit=500"),
+                    Some(&coordinator),
+                )
+                .await?;
+            let list = expect(&answer, 200, "GET /api/v1/admin/jobs")?;
+            busy += list["items"].as_array().map_or(0, Vec::len);
+        }
+        if busy == 0 {
+            idle_checks += 1;
+            if idle_checks >= 2 {
+                break;
+            }
+        } else {
+            idle_checks = 0;
+        }
+        if Instant::now() > deadline {
+            return fail(format!(
+                "timed out waiting for the job queue to drain ({busy}+ jobs left)"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let families = std::mem::take(&mut *done.lock().unwrap());
     if families.len() != args.families {
         return fail(format!(
