@@ -163,15 +163,15 @@ start_serve() {
 }
 stop_serve() { stop_pid "$SRV_PID"; forget_pid "$SRV_PID"; }
 
-# start_cluster N DB_URL REDIS_URL LOGFILE: `coop cluster` (nginx in front of N
-# instances and one worker); sets CLUSTER_PID, SRV_URL, INSTANCE_URLS.
+# start_cluster N DB_URL REDIS_URL LOGFILE STATE_DIR: `coop cluster` (nginx in
+# front of N instances and one worker; its processes' logs in STATE_DIR); sets
+# CLUSTER_PID, SRV_URL, INSTANCE_URLS.
 start_cluster() {
-    local n=$1 db_url=$2 redis_url=$3 logfile=$4 listen control i
+    local n=$1 db_url=$2 redis_url=$3 logfile=$4 state_dir=$5 listen control i
     listen="127.0.0.1:$(free_port)"
     control="127.0.0.1:$(free_port)"
-    local state_dir
-    state_dir=$(mktemp -d /tmp/coop-eday-cluster.XXXXXX)
-    TMP_DIRS+=("$state_dir")
+    rm -rf -- "$state_dir"
+    mkdir -p "$state_dir"
     env "${OWN_ENV[@]}" COOP_LOG=json RUST_LOG=warn "$COOP_BIN" cluster --no-autoscale \
         --instances "$n" --workers 1 --instances-max 16 --nginx-workers "$NGINX_WORKERS" \
         --listen "$listen" --control "$control" --state-dir "$state_dir" \
@@ -238,7 +238,7 @@ run_once() {
     local base db="" data_dir="" rc=0 urls=()
     RUN_OK=0
     RUN_CHECK_OK=0
-    rm -f "$OUT_DIR/$slug".*
+    rm -rf -- "$OUT_DIR/$slug".*
     case "$setup" in
         embedded)
             data_dir=$(mktemp -d /tmp/coop-eday-data.XXXXXX)
@@ -252,7 +252,7 @@ run_once() {
             db=$(fresh_pg "$PG_TEMPLATE") || return 1
             start_redis
             start_cluster "$n" "postgres://$PGUSER@$PGHOST:$PGPORT/$db" "$REDIS_URL" \
-                "$OUT_DIR/$slug.log" || { stop_redis; return 1; }
+                "$OUT_DIR/$slug.log" "$OUT_DIR/$slug.cluster" || { stop_redis; return 1; }
             urls=("${INSTANCE_URLS[@]}")
             ;;
     esac
@@ -291,7 +291,8 @@ run_once() {
     fi
     # Loadgen CPU is not in any process still alive: busy total minus the others.
     python3 - "$OUT_DIR/$slug.summary.json" "$before" "$after" "$t0" "$t1" "$b0" "$b1" \
-        "$srv0" "$srv1" "$db0" "$db1" "$CLK_TCK" "$alive" "$(grep -c '"level":"ERROR"' "$OUT_DIR/$slug.log" || true)" <<'PY'
+        "$srv0" "$srv1" "$db0" "$db1" "$CLK_TCK" "$alive" \
+        "$(cat "$OUT_DIR/$slug.log" $(find "$OUT_DIR/$slug.cluster" -name '*.log' 2>/dev/null) 2>/dev/null | grep -c '"level":"ERROR"' || true)" <<'PY'
 import json, sys
 p, before, after, t0, t1, b0, b1, s0, s1, d0, d1, hz, alive, logerr = sys.argv[1:]
 d = json.load(open(p))
@@ -520,10 +521,11 @@ for key, label, rate in setups:
     full = med([c["full_classes"] for c in C])
     allreads = med([s["db_reads_all_per_100"] for s in S])
     cpu_rows.append(f"| {label} | {len(S)} | {fmt(med([s['families'] for s in S]), 0)} | {fmt(enrolled, 0)} / {fmt(waitlisted, 0)} | {fmt(full, 0)} "
-                    f"| {fmt(allreads)} | {fmt(cpu('server'), 0)}% | {fmt(cpu('db'), 0)}% | {fmt(cpu('loadgen_and_other'), 0)}% |")
+                    f"| {fmt(allreads)} | {fmt(cpu('server'), 0)}% | {fmt(cpu('db'), 0)}% | {fmt(cpu('loadgen_and_other'), 0)}% "
+                    f"| {sum(s.get('server_log_errors', 0) for s in S)} |")
 print()
-print("| Setup | rounds | families arrived | children enrolled / waitlisted (DB) | classes full | DB reads per 100 catalog reads, every kind (sessions too) | CPU: Coop (+ nginx) | PostgreSQL + Redis | load generator + other |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| Setup | rounds | families arrived | children enrolled / waitlisted (DB) | classes full | DB reads per 100 catalog reads, every kind (sessions too) | CPU: Coop (+ nginx) | PostgreSQL + Redis | load generator + other | Coop ERROR log lines |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for row in cpu_rows:
     print(row)
 if search.strip():
