@@ -51,6 +51,9 @@
 #   QUIET_PCT=25 QUIET_WAIT=120   wait for a quiet machine before each measured
 #                        run (at most QUIET_WAIT seconds over the whole script)
 #   PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres   local PostgreSQL (trust auth)
+#   BENCH_NICE=N         run Coop, nginx, Redis and the load generator under `nice -n N`
+#                        (e.g. -10 on a machine shared with builds; noted in the results)
+#   COOP_BIN_NOTE=TEXT   where the coop binary came from (with SKIP_BUILD=1), for the results
 #
 # Needs root (nginx for `coop cluster`; installs nginx-light if missing), python3,
 # curl, psql, redis-server and redis-cli (a private Redis per run, on a free port).
@@ -86,6 +89,8 @@ export PGHOST PGPORT PGUSER
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
 COOP_BIN="$TARGET_DIR/release/coop"
 LOADGEN="$TARGET_DIR/release/coop-loadgen"
+NICE=()
+[[ -n "${BENCH_NICE:-}" ]] && NICE=(nice -n "$BENCH_NICE")
 TARGET_ENROLL_P99=50
 TARGET_CATALOG_P99=10
 
@@ -119,24 +124,19 @@ desc_pids() {
     for c in $(pgrep -P "$p" 2>/dev/null || true); do desc_pids "$c"; done
 }
 
-# jiffies_of PID...: utime + stime of those processes, summed.
-jiffies_of() {
-    local p
-    for p in "$@"; do
-        sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null || true
-    done | awk '{s += $12 + $13} END {print s + 0}'
-}
-# tree_jiffies PID: of PID and its descendants; db_jiffies: of PostgreSQL and Redis.
+# tree_pids_all PID: PID and its descendants; db_pids (lib.sh): PostgreSQL and Redis.
+# Snapshots are per pid ("pid jiffies", lib.sh's snapshot), and lib.sh's delta
+# counts a pid that started in between in full.
 # shellcheck disable=SC2046
-tree_jiffies() { jiffies_of $(desc_pids "$1"); }
+tree_snapshot() { snapshot $(desc_pids "$1"); }
 # shellcheck disable=SC2046
-db_jiffies() { jiffies_of $(pgrep -x postgres || true) $(pgrep -x redis-server || true); }
+db_snapshot() { snapshot $(db_pids); }
 
 # start_redis: a private Redis on a free port (no persistence); sets REDIS_PID, REDIS_URL.
 start_redis() {
     local port i
     port=$(free_port)
-    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    "${NICE[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
         --protected-mode yes >"$OUT_DIR/redis-$port.log" 2>&1 &
     REDIS_PID=$!
     PIDS+=("$REDIS_PID")
@@ -155,7 +155,7 @@ start_serve() {
     shift
     port=$(free_port)
     SRV_URL="http://127.0.0.1:$port"
-    env "${OWN_ENV[@]}" "$@" COOP_LISTEN="127.0.0.1:$port" COOP_LOG=json RUST_LOG=warn \
+    "${NICE[@]}" env "${OWN_ENV[@]}" "$@" COOP_LISTEN="127.0.0.1:$port" COOP_LOG=json RUST_LOG=warn \
         "$COOP_BIN" serve >"$logfile" 2>&1 &
     SRV_PID=$!
     PIDS+=("$SRV_PID")
@@ -172,7 +172,7 @@ start_cluster() {
     control="127.0.0.1:$(free_port)"
     rm -rf -- "$state_dir"
     mkdir -p "$state_dir"
-    env "${OWN_ENV[@]}" COOP_LOG=json RUST_LOG=warn "$COOP_BIN" cluster --no-autoscale \
+    "${NICE[@]}" env "${OWN_ENV[@]}" COOP_LOG=json RUST_LOG=warn "$COOP_BIN" cluster --no-autoscale \
         --instances "$n" --workers 1 --instances-max 16 --nginx-workers "$NGINX_WORKERS" \
         --listen "$listen" --control "$control" --state-dir "$state_dir" \
         --database-url "$db_url" --redis-url "$redis_url" >"$logfile" 2>&1 &
@@ -263,22 +263,22 @@ run_once() {
     local before after
     before=$(db_reads "${urls[@]}") || before="0 0"
     # CPU: the server tree, PostgreSQL + Redis, the load generator, everything.
-    local srv0 db0 t0 b0
-    srv0=$(tree_jiffies "$server_pid")
-    db0=$(db_jiffies)
+    local t0 b0
+    tree_snapshot "$server_pid" >"$SCRATCH/srv0"
+    db_snapshot >"$SCRATCH/db0"
     b0=$(busy_jiffies)
     t0=$(now_secs)
     log "$slug: $setup at $rate families/s for ${duration}s (loadgen --base $base)"
-    timeout $((duration + 120)) "$LOADGEN" run --base "$base" --state "$STATE" \
+    timeout $((duration + 120)) "${NICE[@]}" "$LOADGEN" run --base "$base" --state "$STATE" \
         --rate "$rate" --duration "$duration" --think-ms "$THINK_MS" \
         --browse-per-family "$BROWSE_PER_FAMILY" --threads "$LOADGEN_THREADS" \
         --out "$OUT_DIR/$slug.summary.json" --placements "$OUT_DIR/$slug.placements.tsv" \
         >"$OUT_DIR/$slug.loadgen.txt" 2>&1 || rc=$?
-    local t1 b1 srv1 db1
+    local t1 b1
     t1=$(now_secs)
     b1=$(busy_jiffies)
-    srv1=$(tree_jiffies "$server_pid")
-    db1=$(db_jiffies)
+    tree_snapshot "$server_pid" >"$SCRATCH/srv1"
+    db_snapshot >"$SCRATCH/db1"
     after=$(db_reads "${urls[@]}") || after="0 0"
     local alive=1
     kill -0 "$server_pid" 2>/dev/null || alive=0
@@ -289,23 +289,24 @@ run_once() {
         [[ -n "$db" ]] && drop_pg "$db"
         return 1
     fi
-    # Loadgen CPU is not in any process still alive: busy total minus the others.
+    # The load generator reports its own CPU; "other" is the rest of the busy time.
     python3 - "$OUT_DIR/$slug.summary.json" "$before" "$after" "$t0" "$t1" "$b0" "$b1" \
-        "$srv0" "$srv1" "$db0" "$db1" "$CLK_TCK" "$alive" \
+        "$(delta "$SCRATCH/srv0" "$SCRATCH/srv1")" "$(delta "$SCRATCH/db0" "$SCRATCH/db1")" "$CLK_TCK" "$alive" \
         "$(cat "$OUT_DIR/$slug.log" $(find "$OUT_DIR/$slug.cluster" -name '*.log' 2>/dev/null) 2>/dev/null | grep -c '"level":"ERROR"' || true)" <<'PY'
 import json, sys
-p, before, after, t0, t1, b0, b1, s0, s1, d0, d1, hz, alive, logerr = sys.argv[1:]
+p, before, after, t0, t1, b0, b1, srv_j, db_j, hz, alive, logerr = sys.argv[1:]
 d = json.load(open(p))
 cb, ab = map(int, before.split()); ca, aa = map(int, after.split())
 wall = float(t1) - float(t0); hz = float(hz)
 busy = (int(b1) - int(b0)) / hz / wall * 100
-srv = (int(s1) - int(s0)) / hz / wall * 100
-db = (int(d1) - int(d0)) / hz / wall * 100
+srv = int(srv_j) / hz / wall * 100
+db = int(db_j) / hz / wall * 100
+gen = d.get("cpu_ticks", 0) / hz / wall * 100
 reads = d["catalog"]["ok"] or 1
 d["db_reads_catalog_per_100"] = 100.0 * (ca - cb) / reads
 d["db_reads_all_per_100"] = 100.0 * (aa - ab) / reads
-d["cpu"] = {"server": round(srv), "db": round(db), "busy_total": round(busy),
-            "loadgen_and_other": round(max(0.0, busy - srv - db))}
+d["cpu"] = {"server": round(srv), "db": round(db), "loadgen": round(gen), "busy_total": round(busy),
+            "other": round(max(0.0, busy - srv - db - gen))}
 d["server_alive"] = alive == "1"
 d["server_log_errors"] = int(logerr or 0)
 json.dump(d, open(p, "w"), indent=1)
@@ -521,11 +522,11 @@ for key, label, rate in setups:
     full = med([c["full_classes"] for c in C])
     allreads = med([s["db_reads_all_per_100"] for s in S])
     cpu_rows.append(f"| {label} | {len(S)} | {fmt(med([s['families'] for s in S]), 0)} | {fmt(enrolled, 0)} / {fmt(waitlisted, 0)} | {fmt(full, 0)} "
-                    f"| {fmt(allreads)} | {fmt(cpu('server'), 0)}% | {fmt(cpu('db'), 0)}% | {fmt(cpu('loadgen_and_other'), 0)}% "
+                    f"| {fmt(allreads)} | {fmt(cpu('server'), 0)}% | {fmt(cpu('db'), 0)}% | {fmt(cpu('loadgen'), 0)}% | {fmt(cpu('other'), 0)}% "
                     f"| {sum(s.get('server_log_errors', 0) for s in S)} |")
 print()
-print("| Setup | rounds | families arrived | children enrolled / waitlisted (DB) | classes full | DB reads per 100 catalog reads, every kind (sessions too) | CPU: Coop (+ nginx) | PostgreSQL + Redis | load generator + other | Coop ERROR log lines |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| Setup | rounds | families arrived | children enrolled / waitlisted (DB) | classes full | DB reads per 100 catalog reads, every kind (sessions too) | CPU: Coop (+ nginx) | PostgreSQL + Redis | load generator | other processes | Coop ERROR log lines |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for row in cpu_rows:
     print(row)
 if search.strip():
@@ -576,8 +577,10 @@ PY
     echo "  database after the run with the servers stopped; its docstring lists what counts as a"
     echo "  violation (duplicate or missing tickets, positions told to clients that differ from the"
     echo "  database, and commit order contradicting what the client saw). The worst round is shown."
-    echo "- CPU is in % of one CPU ($NCPU CPUs = $((NCPU * 100))%). \"load generator + other\" is the machine's"
-    echo "  busy time minus Coop and the databases: other work on the machine lands there."
+    echo "- CPU is in % of one CPU ($NCPU CPUs = $((NCPU * 100))%), over the run. \"other processes\" is the"
+    echo "  machine's busy time minus Coop, the databases and the load generator: work that is not"
+    echo "  the benchmark's (builds, tests) and competed with it. PostgreSQL counts every backend,"
+    echo "  also those serving others."
     if ((${#FAILED[@]})); then
         echo "- Runs that failed to complete: ${FAILED[*]} (see bench/out/enrollment-day/)."
     fi
@@ -590,6 +593,8 @@ PY
     echo "- Command: \`bench/enrollment-day.sh\` (FAMILIES=$FAMILIES CHILDREN=$CHILDREN CLASSES=$CLASSES CAPACITY=$CAPACITY"
     echo "  SEARCH_RATES=\"$SEARCH_RATES\" SEARCH_DURATION=$SEARCH_DURATION FINAL_DURATION=$FINAL_DURATION ROUNDS=$ROUNDS"
     echo "  THINK_MS=$THINK_MS BROWSE_PER_FAMILY=$BROWSE_PER_FAMILY INSTANCES=$INSTANCES${RATE:+ RATE=$RATE})"
+    [[ -n "${COOP_BIN_NOTE:-}" ]] && echo "- Coop binary: $COOP_BIN_NOTE"
+    [[ -n "${BENCH_NICE:-}" ]] && echo "- Coop, nginx, Redis and the load generator ran under \`nice -n $BENCH_NICE\` (PostgreSQL at its own priority)."
     echo "- Seeding: embedded: $SEED_EMB; PostgreSQL: $SEED_PG"
     echo "- Embedded: \`coop serve\` with \`COOP_DATA_DIR\` (SQLite), jobs in-process (its default)."
     echo "  PostgreSQL ${pg_version:-?} + Redis ${redis_version:-?}: \`coop cluster --no-autoscale --instances N --workers 1"

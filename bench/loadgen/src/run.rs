@@ -316,6 +316,25 @@ impl Shared {
     }
 }
 
+/// This process's CPU time so far (user + system), in clock ticks, from
+/// /proc/self/stat; 0 where that cannot be read.
+fn own_cpu_ticks() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let fields: Vec<u64> = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            (fields.len() == 2).then(|| fields[0] + fields[1])
+        })
+        .unwrap_or(0)
+}
+
 fn parse_catalog(catalog: &Value) -> Vec<Class> {
     catalog["items"]
         .as_array()
@@ -398,6 +417,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
 
+    let cpu_before = own_cpu_ticks();
     let arrivals = ((args.rate * args.duration).round() as usize).min(families.len());
     let arrival_secs = arrivals as f64 / args.rate;
     let browse_rate = args.rate * args.browse_per_family;
@@ -484,6 +504,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         "browse_rate": browse_rate,
         "think_ms": args.think_ms,
         "wall_secs": wall,
+        "cpu_ticks": own_cpu_ticks().saturating_sub(cpu_before),
         "unfinished_sessions": unfinished,
         "expected_enrollments": expected_enrolls,
         "enrollments_per_sec": if window > 0.0 { enroll.ok as f64 / window } else { 0.0 },
