@@ -74,6 +74,25 @@ fn child_counts(families: usize, total: usize) -> Vec<usize> {
     counts
 }
 
+/// A POST, sent again (up to 3 times) when it fails before any answer: a
+/// keep-alive connection the server closed just as the request went out. In
+/// the rare case the server had processed it, a family gets a duplicate child
+/// that the runs never use.
+async fn post(api: &Api, path: &str, cookie: Option<&str>, body: &Value) -> Result<Answer> {
+    let mut tries = 0;
+    loop {
+        match api.post(path, cookie, body).await {
+            Ok(answer) => return Ok(answer),
+            Err(err) if tries < 3 => {
+                tries += 1;
+                eprintln!("seed: POST {path}: {err:?}; sending it again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 fn expect(answer: &Answer, want: u16, what: &str) -> Result<Value> {
     if answer.status != want {
         return fail(format!(
@@ -186,13 +205,13 @@ pub async fn seed(args: SeedArgs) -> Result<ExitCode> {
                     "capacity": capacity, "fee_cents": fee, "currency": "usd",
                     "meetings": [{"weekday": weekday, "starts_at": format!("{hour:02}:00"),
                                   "minutes": 50, "room": format!("Room {}", i % 20)}]});
-                let answer = api
-                    .post(
-                        &format!("/api/v1/semesters/{semester_id}/classes"),
-                        Some(&coordinator),
-                        &body,
-                    )
-                    .await?;
+                let answer = post(
+                    &api,
+                    &format!("/api/v1/semesters/{semester_id}/classes"),
+                    Some(&coordinator),
+                    &body,
+                )
+                .await?;
                 let class = expect(&answer, 201, "POST .../classes")?;
                 let id = field(&class, "/class_id", "class")?;
                 classes.lock().unwrap()[i] = json!({"id": id, "weekday": weekday});
@@ -227,9 +246,7 @@ pub async fn seed(args: SeedArgs) -> Result<ExitCode> {
                 }
                 let body = json!({"family_name": format!("Family {i}"),
                                   "email": format!("family-{i}-{run}@example.org")});
-                let answer = api
-                    .post("/api/v1/families", Some(&coordinator), &body)
-                    .await?;
+                let answer = post(&api, "/api/v1/families", Some(&coordinator), &body).await?;
                 expect(&answer, 201, "POST /api/v1/families")?;
             }
         }));
@@ -271,8 +288,8 @@ pub async fn seed(args: SeedArgs) -> Result<ExitCode> {
                 }
                 let mut attempt = 0;
                 let accepted = loop {
-                    let answer = api
-                        .post(
+                    let answer = post(
+                        &api,
                             "/api/v1/auth/accept-invite",
                             None,
                             &json!({"token": token, "password": FAMILY_PASSWORD}),
@@ -295,8 +312,8 @@ pub async fn seed(args: SeedArgs) -> Result<ExitCode> {
                     // Born 2014–2019: ages 6–12 at the semester's start.
                     let body = json!({"first_name": format!("Child {k}.{c}"),
                                       "birth_date": format!("{}-0{}-15", 2014 + (k + c) % 6, 1 + c)});
-                    let answer = api
-                        .post(
+                    let answer = post(
+                        &api,
                             &format!("/api/v1/families/{family_id}/children"),
                             Some(&cookie),
                             &body,
