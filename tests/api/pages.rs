@@ -23,7 +23,9 @@ async fn unreadable_input_gets_a_page_in_plain_words(tier: Tier) {
     let token = cookie.trim_start_matches("coop_csrf=").to_owned();
     assert!(form.text.contains(&token), "the form carries the token");
 
-    let cases: Vec<(&str, reqwest::Method, String, Option<(&str, String)>)> = vec![
+    /// What is wrong, the method, the path, and the body with its type.
+    type Case<'a> = (&'a str, reqwest::Method, String, Option<(&'a str, String)>);
+    let cases: Vec<Case> = vec![
         (
             "a field twice",
             reqwest::Method::POST,
