@@ -71,7 +71,7 @@ impl SessionStore {
         let token_hash = token::hash(token);
         let session: Option<SessionData> = self
             .data
-            .cached(&key(&token_hash), after, |db| {
+            .cached(&cache_key(&token_hash), after, |db| {
                 let token_hash = token_hash.clone();
                 async move {
                     // A record we cannot read (e.g. written by an incompatible
@@ -92,7 +92,7 @@ impl SessionStore {
         let token_hash = token::hash(token);
         store::sessions::delete(self.data.primary(), &token_hash).await?;
         self.data
-            .committed(&ReadAfter::default(), &[key(&token_hash)])
+            .committed(&ReadAfter::default(), &[cache_key(&token_hash)])
             .await;
         Ok(())
     }
@@ -109,7 +109,7 @@ impl SessionStore {
     /// Drops the cached copies of sessions whose records were deleted (by
     /// their token hashes), on every instance.
     pub async fn forget(&self, token_hashes: &[String]) {
-        let keys: Vec<CacheKey> = token_hashes.iter().map(|h| key(h)).collect();
+        let keys: Vec<CacheKey> = token_hashes.iter().map(|h| cache_key(h)).collect();
         self.data.committed(&ReadAfter::default(), &keys).await;
     }
 
@@ -118,13 +118,9 @@ impl SessionStore {
     }
 }
 
-/// The cache entry of the session with this token hash (for stores that end
-/// sessions in their own transactions, such as removing a family).
+/// The cache entry of the session with this token hash: sessions are keyed
+/// by the token's hash, never the token itself. Public for stores that end
+/// sessions in their own transactions (removing a family).
 pub fn cache_key(token_hash: &str) -> CacheKey {
-    key(token_hash)
-}
-
-/// Sessions are keyed by the token's hash, never the token itself.
-fn key(token_hash: &str) -> CacheKey {
     CacheKey::new("session", token_hash)
 }

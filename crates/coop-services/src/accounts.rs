@@ -313,7 +313,7 @@ impl Accounts {
             } => {
                 self.sessions.forget(&ended).await;
                 let changed: Vec<_> = family_id
-                    .map(|id| crate::families::cache_key(coop_id, id))
+                    .map(|id| crate::families::key(coop_id, id))
                     .into_iter()
                     .collect();
                 self.data.committed(&ReadAfter::default(), &changed).await;

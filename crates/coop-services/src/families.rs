@@ -237,13 +237,9 @@ impl Families {
     }
 }
 
-/// The family's entry in the shared cache (for services that change a
+/// The family's entry in the shared cache (also for services that change a
 /// family's row themselves, such as an account's email change).
-pub(crate) fn cache_key(coop_id: Uuid, id: Uuid) -> CacheKey {
-    key(coop_id, id)
-}
-
-fn key(coop_id: Uuid, id: Uuid) -> CacheKey {
+pub(crate) fn key(coop_id: Uuid, id: Uuid) -> CacheKey {
     CacheKey::new("family", format_args!("{coop_id}:{id}"))
 }
 

@@ -140,6 +140,13 @@ impl Effects {
         result.unwrap_or_else(|outcome| outcome)
     }
 
+    /// The co-op's name for an email, or "your co-op" if it is gone.
+    async fn coop_name(&self, coop_id: Uuid) -> Result<String, Outcome> {
+        Ok(store::coops::name(&self.db, coop_id)
+            .await?
+            .unwrap_or_else(|| "your co-op".into()))
+    }
+
     /// A single-use link to the new address that confirms an email change,
     /// valid for a day: only someone who reads that inbox can make it the
     /// account's address.
@@ -155,9 +162,7 @@ impl Effects {
         let Some(user) = store::accounts::user(&self.db, user_id).await? else {
             return Ok(Outcome::Done);
         };
-        let coop = store::coops::name(&self.db, job.coop_id)
-            .await?
-            .unwrap_or_else(|| "your co-op".into());
+        let coop = self.coop_name(job.coop_id).await?;
         let token = token::generate();
         let expires_at = now_ms() + EMAIL_CHANGE_TTL.as_millis() as i64;
         store::accounts::insert_email_change(
@@ -202,9 +207,7 @@ impl Effects {
             // The account is gone: nobody to send it to.
             return Ok(Outcome::Done);
         };
-        let coop = store::coops::name(&self.db, job.coop_id)
-            .await?
-            .unwrap_or_else(|| "your co-op".into());
+        let coop = self.coop_name(job.coop_id).await?;
         let token = token::generate();
         let expires_at = now_ms() + RESET_TTL.as_millis() as i64;
         store::accounts::insert_reset(&self.db, &token::hash(&token), user_id, expires_at).await?;
@@ -242,9 +245,7 @@ impl Effects {
             // Removed before its welcome: nobody to welcome.
             return Ok(Outcome::Done);
         };
-        let coop = store::coops::name(&self.db, job.coop_id)
-            .await?
-            .unwrap_or_else(|| "your co-op".into());
+        let coop = self.coop_name(job.coop_id).await?;
         let token = token::generate();
         let expires_at = now_ms() + self.invite_ttl.as_millis() as i64;
         store::invites::insert(
@@ -410,9 +411,7 @@ impl Effects {
         let Some(found) = store::enrollments::detail(&self.db, enrollment_id).await? else {
             return Ok(Outcome::Done);
         };
-        let coop = store::coops::name(&self.db, found.coop_id)
-            .await?
-            .unwrap_or_else(|| "your co-op".into());
+        let coop = self.coop_name(found.coop_id).await?;
         let body = format!(
             "Hello {family},\n\n\
              good news: a seat opened in {class}, and {child} has it. {child} was on the \

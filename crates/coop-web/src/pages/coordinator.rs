@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::account::{Done, money, registration};
 use super::errors::PageResult;
 use super::forms::Form;
-use super::layout::{Layout, SignedInPage};
+use super::layout::{Layout, SignedInPage, capitalized};
 use super::{PageError, ok, page, redirect};
 use crate::state::AppState;
 
@@ -748,14 +748,6 @@ pub fn when(meetings: &[coop_domain::courses::Meeting]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn capitalized(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
-        .unwrap_or_default()
 }
 
 #[derive(Template)]

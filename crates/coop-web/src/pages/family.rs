@@ -15,7 +15,7 @@ use super::account::money;
 use super::coordinator::{Choice, due_payment, when};
 use super::errors::PageResult;
 use super::forms::Form;
-use super::layout::{Layout, SignedInPage, encode};
+use super::layout::{Layout, SignedInPage, capitalized, encode};
 use super::{PageError, ok, page, redirect};
 use crate::state::AppState;
 
@@ -461,10 +461,7 @@ async fn schedule_with(
     let mut days: Vec<Day> = Weekday::ALL
         .into_iter()
         .map(|d| Day {
-            name: {
-                let n = d.as_str();
-                n[..1].to_uppercase() + &n[1..]
-            },
+            name: capitalized(d.as_str()),
             lessons: Vec::new(),
         })
         .collect();

@@ -172,3 +172,13 @@ pub fn local_path(next: Option<&str>) -> &str {
         _ => "/home",
     }
 }
+
+/// `text` with its first letter upper-case: a service's message, or a
+/// weekday, at the start of a sentence.
+pub fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
+        .unwrap_or_default()
+}

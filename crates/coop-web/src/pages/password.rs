@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::errors::PageResult;
 use super::forms::{Csrf, Form};
-use super::layout::{INVITE_JS, Layout, SignedInPage};
+use super::layout::{INVITE_JS, Layout, SignedInPage, capitalized};
 use super::{PageError, ok, page, redirect};
 use crate::api::account::reset_token;
 use crate::api::auth::session_cookie;
@@ -139,7 +139,7 @@ pub async fn reset(
             Default::default(),
             format!(
                 "{}. You can ask for a new link on the sign-in page.",
-                sentence(&message)
+                capitalized(&message)
             ),
         )),
         Err(err) => Err(PageError::from(err)),
@@ -231,15 +231,6 @@ pub async fn sign_out_everywhere(State(state): State<AppState>, me: SignedInPage
         session_cookie("", 0, state.http.secure_cookies),
     );
     Ok(response)
-}
-
-/// An API message as the start of a sentence.
-fn sentence(message: &str) -> String {
-    let mut chars = message.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 #[derive(Deserialize)]
@@ -358,7 +349,7 @@ pub async fn confirm_email(
         | Err(coop_services::Error::Gone { message, .. })
         | Err(coop_services::Error::Conflict { message, .. }) => Ok(again(
             Default::default(),
-            format!("{}.", sentence(&message)),
+            format!("{}.", capitalized(&message)),
         )),
         Err(err) => Err(PageError::from(err)),
     }
