@@ -34,12 +34,7 @@ async fn welcome_token(sink: &SmtpSink, to: &str, nth: usize) -> String {
             .nth(nth)
     })
     .await;
-    let body = mail.body();
-    let start = body.find("token=").expect("an invite link") + "token=".len();
-    body[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
+    mail.link_token("token=")
 }
 
 async fn accept(app: &TestApp, token: &str) -> crate::support::TestResponse {
@@ -302,13 +297,7 @@ async fn reset_email(sink: &SmtpSink, to: &str, nth: usize) -> ReceivedMail {
 }
 
 fn reset_token(mail: &ReceivedMail) -> String {
-    let body = mail.body();
-    let start =
-        body.find("/reset-password#token=").expect("a reset link") + "/reset-password#token=".len();
-    body[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
+    mail.link_token("/reset-password#token=")
 }
 
 async fn a_reset_link_sets_a_new_password_once(tier: Tier) {
@@ -467,15 +456,7 @@ async fn reset_links_expire_and_bad_input_is_refused(tier: Tier) {
 }
 
 fn confirm_token(mail: &ReceivedMail) -> String {
-    let body = mail.body();
-    let start = body
-        .find("/confirm-email#token=")
-        .expect("a confirmation link")
-        + "/confirm-email#token=".len();
-    body[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
+    mail.link_token("/confirm-email#token=")
 }
 
 async fn confirmation_to(sink: &SmtpSink, to: &str) -> ReceivedMail {
@@ -509,12 +490,7 @@ async fn a_new_email_counts_only_once_its_inbox_confirms(tier: Tier) {
             .find(|m| m.to.iter().any(|t| t.contains(&old)))
     })
     .await;
-    let body = welcome.body();
-    let start = body.find("token=").unwrap() + "token=".len();
-    let invite: String = body[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect();
+    let invite = welcome.link_token("token=");
     let accepted = app
         .post(
             "/api/v1/auth/accept-invite",

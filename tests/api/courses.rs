@@ -132,12 +132,7 @@ async fn family_account(app: &TestApp, sink: &SmtpSink, coordinator: &str, name:
         })
     })
     .await;
-    let body = welcome.body();
-    let start = body.find("token=").expect("an invite link") + "token=".len();
-    let token: String = body[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect();
+    let token = welcome.link_token("token=");
     let accepted = app
         .post(
             "/api/v1/auth/accept-invite",

@@ -41,15 +41,7 @@ fn pg_url(backing: &Backing) -> String {
 
 /// The invite token in a welcome email's link.
 fn invite_token(mail: &ReceivedMail) -> String {
-    let body = mail.body();
-    let start = body
-        .find("token=")
-        .expect("the welcome email has an invite link")
-        + "token=".len();
-    body[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
+    mail.link_token("token=")
 }
 
 fn welcome_for<'a>(mails: &'a [ReceivedMail], email: &str) -> Option<&'a ReceivedMail> {

@@ -62,12 +62,7 @@ async fn wait_for_text(b: &Browser, text: &str) {
 }
 
 fn invite_token(mail: &ReceivedMail) -> String {
-    let body = mail.body();
-    let start = body.find("token=").expect("an invite link") + "token=".len();
-    body[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
+    mail.link_token("token=")
 }
 
 async fn welcome_for(sink: &SmtpSink, email: &str) -> ReceivedMail {

@@ -57,6 +57,20 @@ impl ReceivedMail {
     /// over quoted-printable when that is shorter). Any other encoding (7bit,
     /// 8bit) is returned as is. Only the top-level encoding is undone: a
     /// multipart message comes back with its parts as sent.
+    /// The token right after `marker` in the body (`token=` of an invite
+    /// link, `/reset-password#token=` of a reset link, ...).
+    pub fn link_token(&self, marker: &str) -> String {
+        let body = self.body();
+        let start = body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no {marker:?} in the email: {body}"))
+            + marker.len();
+        body[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect()
+    }
+
     pub fn body(&self) -> String {
         let body = split_head(&self.raw).1;
         let encoding = self.header("content-transfer-encoding").unwrap_or_default();
