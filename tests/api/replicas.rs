@@ -226,7 +226,11 @@ async fn read_name(
 async fn read_your_writes_while_replicas_lag(cache: &str) {
     let cluster = Cluster::start(2).await;
     let app = start_app(&cluster, &[("COOP_CACHE", cache)]).await;
+    // A second instance, to read from where the write was not taken.
+    let elsewhere = start_app(&cluster, &[("COOP_CACHE", cache)]).await;
     let c = coordinator(&app, &cluster).await;
+    // A second session of another client, started before the write.
+    let other = app.login(&c.email, &c.password).await.session_token();
     let family = app.family(&c.session, "Old").await;
     cluster.caught_up().await; // the replicas have replayed every write so far
     assert_eq!(read_name(&app, &c.session, &family, None).await, "Old");
@@ -259,8 +263,22 @@ async fn read_your_writes_while_replicas_lag(cache: &str) {
             "the writer sees its write"
         );
         assert!(app.metric("db_read_your_writes_fallbacks_total", &[]).await > fallbacks);
-        // Another client (no token) is served by a replica, which still has the old row.
-        assert_eq!(read_name(&app, &c.session, &family, None).await, "Old");
+        // The writer's session without the token (a client that ignores the
+        // answer's cookies and headers) sees it too: the position is kept
+        // with the session, where every instance finds it.
+        assert_eq!(
+            read_name(&app, &c.session, &family, None).await,
+            "New",
+            "the session holds read-your-writes"
+        );
+        assert_eq!(
+            read_name(&elsewhere, &c.session, &family, None).await,
+            "New",
+            "on another instance too"
+        );
+        // Another client (its own session, no token) is served by a replica,
+        // which still has the old row.
+        assert_eq!(read_name(&app, &other, &family, None).await, "Old");
         assert!(
             app.metric("db_reads_total", &["endpoint=\"replica\""])
                 .await

@@ -7,7 +7,8 @@
 //! - [`cache`]: the two-tier cache (in-process L1, Redis L2) with leases and
 //!   invalidation broadcast.
 //! - [`data`]: the read path and write epilogue services are built on.
-//! - [`sessions`]: server-side sessions read through the cache.
+//! - [`sessions`]: server-side sessions read through the cache;
+//!   [`read_positions`]: each session's last write position (read-your-writes).
 //! - [`jobs`]: the durable queue's worker; [`providers`]: SMTP and payments
 //!   behind circuit breakers.
 //! - [`hashing`]: bounded password hashing; [`rate_limit`]: attempts per
@@ -23,6 +24,7 @@ pub mod health;
 pub mod jobs;
 pub mod providers;
 pub mod rate_limit;
+pub mod read_positions;
 pub mod sessions;
 pub mod shared_state;
 pub mod store;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use coop_mechanisms::health::Readiness;
 use coop_mechanisms::rate_limit::RateLimiter;
+use coop_mechanisms::read_positions::ReadPositions;
 use coop_services::Services;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -22,6 +23,8 @@ pub struct Inner {
     pub services: Arc<Services>,
     /// Attempts at log-in, sign-up and invite acceptance (`http::rate_limit`).
     pub rate_limits: RateLimiter,
+    /// Each session's last write position, for read-your-writes.
+    pub read_positions: ReadPositions,
     /// The dependencies `/ready` asks.
     pub readiness: Readiness,
     pub http: HttpSettings,

@@ -3,14 +3,20 @@
 //! cookie); a client sends it back (the browser does so by itself) and its
 //! reads then go only to replicas that have replayed that far.
 //!
+//! The position is also kept server-side with the session
+//! (`coop_mechanisms::read_positions`, in Redis where every instance sees
+//! it), so a client that sends its session cookie but drops the token still
+//! reads its own writes; the token remains for clients without a session.
+//!
 //! [`track`] gives every request a [`ReadAfter`] (a request extension) holding
-//! the client's position; services read at or after it and raise it with
-//! their own writes, and the response is stamped with the result.
+//! the later of the two positions; services read at or after it and raise it
+//! with their own writes, and the response is stamped with the result.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use coop_domain::token;
 use coop_mechanisms::data::ReadAfter;
 use coop_mechanisms::store::replicas::{Lsn, PRIMARY_ONLY};
 
@@ -64,7 +70,19 @@ fn unix_ms() -> u64 {
 /// Gives the request its read-your-writes position, and stamps a successful
 /// write's response with the position after it (only when replicas are in use).
 pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let read_after = ReadAfter::at(position(&state, req.headers()));
+    let replicas = state.services.replicas_in_use();
+    // Without replicas every read is of the primary: nothing to look up.
+    let session = replicas
+        .then(|| super::session_token(req.headers()).map(token::hash))
+        .flatten();
+    let mut position = position(&state, req.headers());
+    if let Some(session) = &session
+        && !state.knobs.sticky_reads
+        && let Some(kept) = state.read_positions.get(session).await
+    {
+        position = Some(position.map_or(kept, |sent| sent.max(kept)));
+    }
+    let read_after = ReadAfter::at(position);
     req.extensions_mut().insert(read_after.clone());
     let is_write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let mut response = next.run(req).await;
@@ -78,10 +96,16 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
         None => state.services.write_position().await,
     };
     if let Some(lsn) = lsn {
+        // With the session that wrote, and with one the answer starts (a
+        // log-in: its first read must find the new session).
+        let started = new_session(response.headers()).map(|t| token::hash(&t));
+        for session in session.iter().chain(started.iter()) {
+            state.read_positions.raise(session, lsn).await;
+        }
         let token = format!("{lsn}.{}", unix_ms());
         // Long enough for any replica the router still uses to catch up.
         let max_age = (state.max_replica_lag.as_secs() * 2).max(10);
-        let secure = if state.http.secure_cookies {
+        let secure = if state.http.secure_cookies() {
             "; Secure"
         } else {
             ""
@@ -96,6 +120,21 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
         }
     }
     response
+}
+
+/// The session token an answer's `Set-Cookie` starts, if any.
+fn new_session(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|cookie| cookie.split(';').next())
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| {
+            (*name == super::SESSION_COOKIE || *name == super::SECURE_SESSION_COOKIE)
+                && !value.is_empty()
+        })
+        .map(|(_, value)| value.to_owned())
 }
 
 #[cfg(test)]
