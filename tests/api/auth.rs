@@ -135,5 +135,16 @@ async fn cookies_are_secure_when_configured() {
     let app = spawn_app_on(backing, &["--secure-cookies", "true"]).await;
     let c = app.coordinator().await;
     let login = app.login(&c.email, &c.password).await;
-    assert!(login.header("set-cookie").unwrap().contains("; Secure"));
+    let cookie = login.header("set-cookie").unwrap().to_owned();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // `__Host-`: the browser takes it only over HTTPS, for this host alone
+    // (no Domain), for every path: a sibling subdomain cannot plant one.
+    assert!(cookie.starts_with("__Host-coop_session="), "{cookie}");
+    assert!(cookie.contains("; Path=/") && !cookie.contains("Domain"), "{cookie}");
+    let me = app
+        .get("/api/v1/auth/me")
+        .header("cookie", &format!("__Host-coop_session={}", login.session_token()))
+        .send()
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
 }

@@ -129,10 +129,13 @@ pub struct HttpSettings {
           value_name = "COOP_TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse)]
     pub trusted_proxies: TrustedProxies,
 
-    /// Mark the session cookie `Secure` (set when TLS terminates in front of Coop).
+    /// Cookies `Secure`, the session's named `__Host-coop_session` (TLS in
+    /// front of Coop). Default: on, except when listening on a loopback
+    /// address only (a laptop over plain HTTP); `false` for plain HTTP
+    /// elsewhere (a test network), `true` to insist.
     #[arg(long = "secure-cookies", env = "COOP_SECURE_COOKIES", value_name = "COOP_SECURE_COOKIES",
-          default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
-    pub secure_cookies: bool,
+          action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub secure_cookies_setting: Option<bool>,
 
     /// After SIGTERM, keep serving (with `/ready` at 503) this long, so load
     /// balancers notice before the listener closes.
@@ -148,6 +151,13 @@ pub struct HttpSettings {
 }
 
 impl HttpSettings {
+    /// Whether cookies are `Secure` (see COOP_SECURE_COOKIES): as set, or
+    /// on unless Coop listens on a loopback address only.
+    pub fn secure_cookies(&self) -> bool {
+        self.secure_cookies_setting
+            .unwrap_or_else(|| !self.listen.ip().is_loopback())
+    }
+
     /// The listener's limits, for `http::serve`.
     pub fn connection_limits(&self) -> ConnectionLimits {
         ConnectionLimits {
@@ -226,6 +236,34 @@ fn parse_metrics_listen(value: &str) -> Result<SocketAddr, String> {
     value.parse().map_err(|_| {
         format!("COOP_METRICS_LISTEN expects address:port such as 127.0.0.1:9090, got {value:?}")
     })
+}
+
+#[cfg(test)]
+mod secure_cookie_tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> HttpSettings {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            http: HttpSettings,
+        }
+        let argv = std::iter::once("coop").chain(args.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv).unwrap().http
+    }
+
+    #[test]
+    fn cookies_are_secure_unless_listening_on_loopback_only() {
+        assert!(!settings(&[]).secure_cookies(), "the laptop default");
+        assert!(!settings(&["--listen", "[::1]:8080"]).secure_cookies());
+        assert!(settings(&["--listen", "0.0.0.0:8080"]).secure_cookies());
+        assert!(settings(&["--listen", "10.0.0.5:8080"]).secure_cookies());
+        assert!(
+            !settings(&["--listen", "0.0.0.0:8080", "--secure-cookies", "false"]).secure_cookies(),
+            "plain HTTP elsewhere, when asked"
+        );
+        assert!(settings(&["--secure-cookies", "true"]).secure_cookies());
+    }
 }
 
 #[cfg(test)]

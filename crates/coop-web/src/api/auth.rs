@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::auth::SignedIn;
 use crate::http::json::ApiJson;
-use crate::http::{SESSION_COOKIE, session_token};
+use crate::http::{session_cookie_name, session_token};
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -103,7 +103,7 @@ pub async fn logout(
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        session_cookie("", 0, state.http.secure_cookies),
+        session_cookie("", 0, state.http.secure_cookies()),
     );
     Ok(response)
 }
@@ -127,7 +127,7 @@ pub(crate) fn session_response(
     let cookie = session_cookie(
         &signed_in.token,
         state.services.accounts.session_ttl().as_secs(),
-        state.http.secure_cookies,
+        state.http.secure_cookies(),
     );
     let mut response = (
         status,
@@ -141,9 +141,10 @@ pub(crate) fn session_response(
 }
 
 pub(crate) fn session_cookie(token: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
+    let name = session_cookie_name(secure);
     let secure = if secure { "; Secure" } else { "" };
     let cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+        "{name}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
     );
     // Tokens are URL-safe base64, so the value is always a valid header.
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))

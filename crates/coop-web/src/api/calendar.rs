@@ -78,7 +78,7 @@ pub fn absolute(state: &AppState, headers: &HeaderMap, path: &str) -> String {
                 .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
         .unwrap_or("localhost");
-    let scheme = if state.http.secure_cookies {
+    let scheme = if state.http.secure_cookies() {
         "https"
     } else {
         "http"

@@ -9,12 +9,26 @@ pub mod json;
 pub mod metrics;
 pub mod rate_limit;
 pub mod read_after;
+pub mod same_origin;
 pub mod scrape;
 pub mod serve;
 pub mod timeout;
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP (a laptop on loopback).
 pub const SESSION_COOKIE: &str = "coop_session";
+/// Its name where cookies are `Secure`: browsers accept a `__Host-` cookie
+/// only over HTTPS, from this host alone, for every path, so a sibling
+/// subdomain or a plain-HTTP page cannot plant or overwrite it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-coop_session";
+
+/// The session cookie's name under this setting.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 
 /// The value of cookie `name` in the request's `Cookie` headers.
 pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
@@ -30,7 +44,7 @@ pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a 
 
 /// The session token from a `Cookie` header, if any.
 pub fn session_token(headers: &axum::http::HeaderMap) -> Option<&str> {
-    cookie(headers, SESSION_COOKIE)
+    cookie(headers, SECURE_SESSION_COOKIE).or_else(|| cookie(headers, SESSION_COOKIE))
 }
 
 /// Largest request body we accept.

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
@@ -19,6 +19,7 @@ use http_body_util::BodyExt;
 
 use super::PageError;
 use crate::http::cookie;
+use crate::state::AppState;
 
 pub const CSRF_COOKIE: &str = "coop_csrf";
 
@@ -38,7 +39,7 @@ impl Csrf {
 
 /// Gives every page request its CSRF token (a new cookie when it has none),
 /// and refuses a form post whose token does not match.
-pub async fn guard(mut req: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let existing = cookie(req.headers(), CSRF_COOKIE)
         .filter(|t| coop_domain::token::plausible(t))
         .map(str::to_owned);
@@ -66,7 +67,12 @@ pub async fn guard(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(Csrf(token.clone()));
     let mut response = next.run(req).await;
     if fresh {
-        let cookie = format!("{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+        let secure = if state.http.secure_cookies() {
+            "; Secure"
+        } else {
+            ""
+        };
+        let cookie = format!("{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
         if let Ok(cookie) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
