@@ -25,34 +25,59 @@ pub struct SessionData {
     pub email: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family_id: Option<Uuid>,
-    /// Unix seconds. Checked on every use, since a cached copy may outlive it.
+    /// Unix seconds: the absolute end, however busy the session is.
+    /// Checked on every use, since a cached copy may outlive it.
     #[serde(default)]
     pub expires_at: i64,
+    /// Unix seconds: the end if the session is not used before then (moved
+    /// on by use; 0 on sessions from before idle expiry existed).
+    #[serde(default)]
+    pub idle_until: i64,
 }
 
+impl SessionData {
+    fn live(&self, now: i64) -> bool {
+        self.expires_at >= now && (self.idle_until == 0 || self.idle_until >= now)
+    }
+
+    /// When the record must say it ends: the earlier of the two deadlines.
+    fn ends_at(&self) -> i64 {
+        if self.idle_until == 0 {
+            self.expires_at
+        } else {
+            self.expires_at.min(self.idle_until)
+        }
+    }
+}
+
+/// Sessions end `ttl` after they start, or `idle` after their last use,
+/// whichever comes first.
 #[derive(Clone)]
 pub struct SessionStore {
     data: Data,
     ttl: Duration,
+    idle: Duration,
 }
 
 impl SessionStore {
-    pub fn new(data: Data, ttl: Duration) -> Self {
-        Self { data, ttl }
+    pub fn new(data: Data, ttl: Duration, idle: Duration) -> Self {
+        Self { data, ttl, idle }
     }
 
     /// Stores `data` under a new random token and returns the token. A new token
     /// at every log-in defeats session fixation.
     pub async fn create(&self, data: &mut SessionData) -> Result<String, StoreError> {
         let token = token::generate();
-        data.expires_at = unix_now() + self.ttl.as_secs() as i64;
+        let now = unix_now();
+        data.expires_at = now + self.ttl.as_secs() as i64;
+        data.idle_until = now + self.idle.as_secs() as i64;
         let json = serde_json::to_string(data)?;
         store::sessions::put(
             self.data.primary(),
             &token::hash(&token),
             data.user_id,
             &json,
-            data.expires_at,
+            data.ends_at(),
         )
         .await?;
         Ok(token)
@@ -81,7 +106,40 @@ impl SessionStore {
                 }
             })
             .await?;
-        Ok(session.filter(|s| s.expires_at >= unix_now()))
+        let now = unix_now();
+        let Some(mut session) = session.filter(|s| s.live(now)) else {
+            return Ok(None);
+        };
+        if self.due_for_renewal(&session, now) {
+            self.renew(&token_hash, &mut session, now).await?;
+        }
+        Ok(Some(session))
+    }
+
+    /// A session's idle deadline is moved on by use, but written down only
+    /// once half of the idle window has passed: a busy session costs one
+    /// write per half-window, not one per request.
+    fn due_for_renewal(&self, session: &SessionData, now: i64) -> bool {
+        let idle = self.idle.as_secs() as i64;
+        session.idle_until != 0
+            && session.idle_until - now < idle / 2
+            && session.idle_until < session.expires_at
+    }
+
+    async fn renew(
+        &self,
+        token_hash: &str,
+        session: &mut SessionData,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        session.idle_until = (now + self.idle.as_secs() as i64).min(session.expires_at);
+        let json = serde_json::to_string(&*session)?;
+        store::sessions::touch(self.data.primary(), token_hash, &json, session.ends_at()).await?;
+        // Every instance's cached copy still has the old deadline.
+        self.data
+            .committed(&ReadAfter::default(), &[cache_key(token_hash)])
+            .await;
+        Ok(())
     }
 
     /// Ends the session everywhere: the record and every cached copy.

@@ -27,6 +27,7 @@ use crate::semesters::Semesters;
 pub struct Parts {
     pub data: Data,
     pub session_ttl: Duration,
+    pub session_idle: Duration,
     pub hasher: Hasher,
     pub job_max_attempts: u32,
     /// Whether a payment provider is configured.
@@ -61,13 +62,14 @@ impl Services {
         let Parts {
             data,
             session_ttl,
+            session_idle,
             hasher,
             job_max_attempts,
             payments_configured,
             idempotency_lease,
             inline_jobs,
         } = parts;
-        let sessions = SessionStore::new(data.clone(), session_ttl);
+        let sessions = SessionStore::new(data.clone(), session_ttl, session_idle);
         let families = Families::new(data.clone(), job_max_attempts, inline_jobs);
         let semesters = Semesters::new(data.clone());
         Self {

@@ -19,8 +19,14 @@ pub struct AccountSettings {
           default_value = "7d", value_parser = parse_duration)]
     pub invite_ttl: Duration,
 
-    /// Session lifetime.
+    /// Session lifetime: a session ends this long after sign-in, however
+    /// busy it is.
     #[arg(long = "session-ttl", env = "COOP_SESSION_TTL", value_name = "COOP_SESSION_TTL",
           default_value = "7d", value_parser = parse_duration)]
     pub session_ttl: Duration,
+
+    /// A session not used for this long ends (an unattended device).
+    #[arg(long = "session-idle", env = "COOP_SESSION_IDLE", value_name = "COOP_SESSION_IDLE",
+          default_value = "1d", value_parser = parse_duration)]
+    pub session_idle: Duration,
 }

@@ -44,6 +44,24 @@ pub async fn get(db: &Db, token_hash: &str) -> Result<Option<String>, sqlx::Erro
     })
 }
 
+/// Rewrites a live session's record and expiry (its idle deadline moved).
+pub async fn touch(
+    db: &Db,
+    token_hash: &str,
+    data: &str,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    with_conn!(db, conn => {
+        sqlx::query("UPDATE sessions SET data = $2, expires_at = $3 WHERE token_hash = $1")
+            .bind(token_hash)
+            .bind(data)
+            .bind(expires_at)
+            .execute(&mut *conn)
+            .await?;
+    });
+    Ok(())
+}
+
 pub async fn delete(db: &Db, token_hash: &str) -> Result<(), sqlx::Error> {
     with_conn!(db, conn => {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
