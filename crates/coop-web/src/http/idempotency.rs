@@ -1,7 +1,10 @@
 //! `Idempotency-Key` on POST: the first request with a key runs; a repeat with
 //! the same key and the same request gets the first response back without the
 //! work being done again; the same key with a different request is a 422. Keys
-//! are scoped per user (or to anonymous callers), so users cannot collide.
+//! are scoped per user, so users cannot collide. Anonymous keys are scoped to
+//! the request itself (its fingerprint): a stranger who reuses someone's key
+//! with another body gets a scope of its own, not a 422 or a "still in
+//! progress" that would make the other person's request fail.
 //!
 //! The key is reserved before the handler runs and the response saved after.
 //! Between the two the instance may die (SIGKILL, a crash, a lost host) and a
@@ -27,12 +30,17 @@
 //! POSTs and what a takeover does with them:
 //! - `POST /api/v1/coops`, `/api/v1/families`, `/api/v1/families/{id}/payments`:
 //!   fenced as above; never created twice.
-//! - `POST /api/v1/auth/login`: rerun; a second session is created and the first
-//!   (never delivered) expires unused. Harmless.
-//! - `POST /api/v1/auth/logout`: rerun; deleting a session twice is harmless.
-//! - `POST /api/v1/auth/accept-invite`: not fenced, but the invite is used up in
-//!   the same transaction that creates the account, so a rerun after a commit
-//!   answers with the invite's "already used" error, never a second account.
+//! - Answers that set a cookie (log-in, log-out, accepting an invite) are never
+//!   saved: a saved `Set-Cookie` would keep a live session token in the table
+//!   for a day, beside the hashes the session store keeps instead. Their key is
+//!   released like a 5xx's, and a repeat runs again:
+//!   - `POST /api/v1/auth/login`: a second session is created and the first
+//!     (never delivered) expires unused. Harmless.
+//!   - `POST /api/v1/auth/logout`: deleting a session twice is harmless.
+//!   - `POST /api/v1/auth/accept-invite`: the invite is used up in the same
+//!     transaction that creates the account, so a repeat after a commit
+//!     answers with the invite's "already used" error (sign in instead), never
+//!     a second account.
 //! - `POST /api/v1/admin/jobs/{id}/retry`: a rerun after a commit finds the job
 //!   no longer dead and answers 409 `job_not_dead`: no second retry (unless the
 //!   job died again in between, when another retry is what was asked for).
@@ -60,7 +68,6 @@ const REPLAYED_HEADERS: &[HeaderName] = &[
     header::CONTENT_TYPE,
     header::LOCATION,
     header::ETAG,
-    header::SET_COOKIE,
 ];
 
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -79,13 +86,12 @@ async fn run_once(state: &AppState, req: Request, next: Next) -> Result<Response
         .get::<ReadAfter>()
         .cloned()
         .unwrap_or_default();
-    let scope = scope_of(state, req.headers(), &read_after)
-        .await
-        .map_err(IntoResponse::into_response)?;
-
     let (parts, body) = req.into_parts();
     let body = read_body(body).await.map_err(IntoResponse::into_response)?;
     let request_hash = fingerprint(&parts.method, &parts.uri, &body);
+    let scope = scope_of(state, &parts.headers, &read_after, &request_hash)
+        .await
+        .map_err(IntoResponse::into_response)?;
 
     let keys = &state.services.idempotency;
     let claim = match keys
@@ -131,7 +137,9 @@ async fn run_once(state: &AppState, req: Request, next: Next) -> Result<Response
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    if parts.status.is_server_error() {
+    // A 5xx may be retried at once; an answer that sets a cookie carries a
+    // session token, which is never stored (see the module's comment).
+    if parts.status.is_server_error() || parts.headers.contains_key(header::SET_COOKIE) {
         if let Err(err) = keys.release(&claim).await {
             tracing::warn!(error = %err, "could not release an idempotency reservation");
         }
@@ -187,13 +195,16 @@ async fn scope_of(
     state: &AppState,
     headers: &axum::http::HeaderMap,
     read_after: &ReadAfter,
+    request_hash: &str,
 ) -> Result<String, ApiError> {
-    Ok(match super::session_token(headers) {
-        Some(token) => match state.services.accounts.caller(token, read_after).await? {
-            Some(caller) => format!("user:{}", caller.user_id),
-            None => "anonymous".to_owned(),
-        },
-        None => "anonymous".to_owned(),
+    let caller = match super::session_token(headers) {
+        Some(token) => state.services.accounts.caller(token, read_after).await?,
+        None => None,
+    };
+    Ok(match caller {
+        Some(caller) => format!("user:{}", caller.user_id),
+        // Only the same request can meet its own key again.
+        None => format!("anonymous:{request_hash}"),
     })
 }
 
