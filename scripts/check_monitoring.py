@@ -510,7 +510,7 @@ def traffic_setup(args):
     password = "monitoring-check-password"
     c.call("POST", "/api/v1/coops", {"name": "Monitoring Check Co-op",
                                      "coordinator": {"name": "Ada Check", "email": email, "password": password}},
-           expect={201})
+           expect={202})
     c.call("POST", "/api/v1/auth/login", {"email": email, "password": password}, expect={200})
     c.call("GET", "/api/v1/auth/me", expect={200})
     families = []

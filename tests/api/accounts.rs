@@ -50,7 +50,7 @@ async fn accept(app: &TestApp, token: &str) -> crate::support::TestResponse {
 /// account, so the same email can be enrolled (and invited) again.
 async fn removing_a_family_ends_its_account_and_frees_its_email(tier: Tier) {
     let (app, sink, _backing) = app_with_mail(tier).await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     let family = app.family(&c.session, "The Moreaus").await;
     let id = family["family_id"].as_str().unwrap().to_owned();
     let email = family["email"].as_str().unwrap().to_owned();
@@ -93,7 +93,7 @@ async fn removing_a_family_ends_its_account_and_frees_its_email(tier: Tier) {
 /// address stops working, and the right address gets one of its own.
 async fn a_corrected_email_revokes_the_old_invite_and_invites_the_new_address(tier: Tier) {
     let (app, sink, _backing) = app_with_mail(tier).await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     let family = app.family(&c.session, "The Lindqvists").await;
     let id = family["family_id"].as_str().unwrap().to_owned();
     let typo = family["email"].as_str().unwrap().to_owned();
@@ -302,7 +302,7 @@ fn reset_token(mail: &ReceivedMail) -> String {
 
 async fn a_reset_link_sets_a_new_password_once(tier: Tier) {
     let (app, sink, _backing) = app_with_mail(tier).await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     let asked = app
         .post("/api/v1/auth/password-reset", &json!({"email": c.email}))
         .send()
@@ -370,7 +370,7 @@ async fn a_reset_link_sets_a_new_password_once(tier: Tier) {
 
 async fn a_reset_request_says_nothing_about_which_emails_exist(tier: Tier) {
     let (app, sink, _backing) = app_with_mail(tier).await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     let known = app
         .post("/api/v1/auth/password-reset", &json!({"email": c.email}))
         .send()
@@ -402,7 +402,7 @@ async fn a_reset_request_says_nothing_about_which_emails_exist(tier: Tier) {
 
 async fn reset_links_expire_and_bad_input_is_refused(tier: Tier) {
     let (app, sink, backing) = app_with_mail(tier).await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     app.post("/api/v1/auth/password-reset", &json!({"email": c.email}))
         .send()
         .await;
@@ -480,7 +480,7 @@ async fn confirmation_to(sink: &SmtpSink, to: &str) -> ReceivedMail {
 /// have the new address, every session ended, and the link is spent.
 async fn a_new_email_counts_only_once_its_inbox_confirms(tier: Tier) {
     let (app, sink, _backing) = app_with_mail(tier).await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     let family = app.family(&c.session, "The Okafors").await;
     let family_id = family["family_id"].as_str().unwrap().to_owned();
     let old = family["email"].as_str().unwrap().to_owned();
@@ -588,7 +588,7 @@ async fn a_new_email_counts_only_once_its_inbox_confirms(tier: Tier) {
 
     // An address taken between the request and the confirmation is refused.
     let coordinator_session = app.login(&c.email, &c.password).await.session_token();
-    let other = app.coordinator().await;
+    let other = app.verified_coordinator(&sink).await;
     app.post(
         "/api/v1/auth/email",
         &json!({"current_password": c.password, "new_email": other.email}),

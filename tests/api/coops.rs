@@ -5,16 +5,15 @@ use crate::both_tiers;
 use crate::support::{PASSWORD, Tier, spawn_app};
 
 both_tiers!(
-    creating_a_coop_returns_its_ids,
+    founding_a_coop_answers_check_your_email,
     every_invalid_field_is_named,
-    a_registered_email_cannot_found_a_second_coop,
     malformed_json_is_a_400,
     wrong_json_shape_is_a_422,
     bodies_over_64_kib_are_refused,
     non_json_bodies_are_refused,
 );
 
-async fn creating_a_coop_returns_its_ids(tier: Tier) {
+async fn founding_a_coop_answers_check_your_email(tier: Tier) {
     let app = spawn_app(tier).await;
     let response = app
         .post(
@@ -23,19 +22,21 @@ async fn creating_a_coop_returns_its_ids(tier: Tier) {
         )
         .send()
         .await;
-    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text);
-    let body = response.json();
-    for id in ["coop_id", "coordinator_id"] {
-        let value = body[id]
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+    assert!(
+        response.json()["message"]
             .as_str()
-            .unwrap_or_else(|| panic!("{id} missing: {body}"));
-        uuid::Uuid::parse_str(value).expect("ids are UUIDs");
-    }
-    // The email was stored lower-cased: logging in with either case works.
-    assert_eq!(
-        app.login("ada@example.org", PASSWORD).await.status,
-        StatusCode::OK
+            .is_some_and(|m| m.contains("check your email")),
+        "{}",
+        response.text
     );
+    // The email was stored lower-cased: logging in with either case works,
+    // at once (the co-op works before its founder confirms the address).
+    let login = app.login("ada@example.org", PASSWORD).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    let me = &login.json()["user"];
+    assert_eq!(me["role"], "coordinator");
+    uuid::Uuid::parse_str(me["coop_id"].as_str().unwrap()).expect("a co-op id");
 }
 
 async fn every_invalid_field_is_named(tier: Tier) {
@@ -81,21 +82,6 @@ async fn every_invalid_field_is_named(tier: Tier) {
                 .is_some_and(|m| !m.is_empty())
         );
     }
-}
-
-async fn a_registered_email_cannot_found_a_second_coop(tier: Tier) {
-    let app = spawn_app(tier).await;
-    let coordinator = app.coordinator().await;
-    let response = app
-        .post(
-            "/api/v1/coops",
-            &json!({"name": "Second", "coordinator": {"name": "Ada", "email": coordinator.email.to_uppercase(), "password": PASSWORD}}),
-        )
-        .send()
-        .await;
-    assert_eq!(response.status, StatusCode::CONFLICT, "{}", response.text);
-    assert_eq!(response.error_code(), "email_taken");
-    assert!(response.json()["error"]["fields"]["coordinator.email"].is_string());
 }
 
 async fn malformed_json_is_a_400(tier: Tier) {

@@ -151,7 +151,7 @@ async fn family_account(app: &TestApp, sink: &SmtpSink, coordinator: &str, name:
 async fn a_class_fills_then_waitlists_and_a_drop_promotes_the_first(tier: Tier) {
     let sink = SmtpSink::start().await;
     let app = app_with(Backing::new(tier).await, &sink, &[]).await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     let semester = app.semester(&c.session, &open_semester()).await;
     let class = app
         .class(
@@ -284,7 +284,7 @@ async fn a_class_fills_then_waitlists_and_a_drop_promotes_the_first(tier: Tier) 
 async fn the_window_eligibility_and_schedule_are_enforced_with_reasons(tier: Tier) {
     let sink = SmtpSink::start().await;
     let app = app_with(Backing::new(tier).await, &sink, &[]).await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     let family = family_account(&app, &sink, &c.session, "The Lees").await;
     let child = app
         .child(&family.session, &family.id, "Emma", "2018-05-14")
@@ -399,7 +399,7 @@ async fn the_window_eligibility_and_schedule_are_enforced_with_reasons(tier: Tie
 async fn capacity_never_drops_below_seats_and_a_raise_promotes(tier: Tier) {
     let sink = SmtpSink::start().await;
     let app = app_with(Backing::new(tier).await, &sink, &[]).await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     let semester = app.semester(&c.session, &open_semester()).await;
     let body = a_class("Robotics", 1, "tuesday", "14:00");
     let class = app.class(&c.session, &semester, &body).await;
@@ -481,7 +481,7 @@ async fn fees_are_owed_and_a_drop_before_the_start_refunds_them(tier: Tier) {
         &["--payments-url", provider.url()],
     )
     .await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     let semester = app.semester(&c.session, &open_semester()).await;
     let mut pottery = a_class("Pottery", 5, "wednesday", "10:00");
     pottery["fee_cents"] = json!(4500);
@@ -550,7 +550,7 @@ async fn fees_are_owed_and_a_drop_before_the_start_refunds_them(tier: Tier) {
 async fn the_calendar_has_every_meeting_and_parses(tier: Tier) {
     let sink = SmtpSink::start().await;
     let app = app_with(Backing::new(tier).await, &sink, &[]).await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     let mut fall = open_semester();
     fall["starts_on"] = json!("2031-09-01"); // a Monday
     fall["ends_on"] = json!("2031-09-30");
@@ -646,7 +646,7 @@ async fn the_calendar_has_every_meeting_and_parses(tier: Tier) {
             answer.text
         );
     }
-    let stranger = app.coordinator().await;
+    let stranger = app.verified_coordinator(&sink).await;
     let theirs = app
         .post(
             &format!("/api/v1/families/{family}/calendar-feed"),
@@ -699,8 +699,8 @@ fn uids(ics: &str) -> Vec<String> {
 async fn tenancy_holds_and_bad_input_is_refused_on_every_route(tier: Tier) {
     let sink = SmtpSink::start().await;
     let app = app_with(Backing::new(tier).await, &sink, &[]).await;
-    let c = app.coordinator().await;
-    let other = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
+    let other = app.verified_coordinator(&sink).await;
     let semester = app.semester(&c.session, &open_semester()).await;
     let class = app
         .class(&c.session, &semester, &a_class("Art", 3, "monday", "09:00"))
@@ -863,7 +863,7 @@ async fn tenancy_holds_and_bad_input_is_refused_on_every_route(tier: Tier) {
 async fn an_announcement_reaches_every_family_of_a_class_once(tier: Tier) {
     let sink = SmtpSink::start().await;
     let app = app_with(Backing::new(tier).await, &sink, &[]).await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     let semester = app.semester(&c.session, &open_semester()).await;
     let class = app
         .class(
@@ -1084,7 +1084,7 @@ async fn racing_drops_and_a_raise_promote_each_child_once(tier: Tier) {
     )
     .await;
     let raw = RawDb::open(&backing).await;
-    let c = a.coordinator().await;
+    let c = a.verified_coordinator(&sink).await;
     let semester = a.semester(&c.session, &open_semester()).await;
     let body = a_class("Fencing", 2, "saturday", "10:00");
     let class = a.class(&c.session, &semester, &body).await;
@@ -1201,7 +1201,7 @@ async fn an_announcement_to_a_thousand_families_survives_a_worker_killed_midway(
         &["--smtp-url", sink.url(), "--run-jobs", "off"],
     )
     .await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     let created = futures::stream::iter(0..FAMILIES)
         .map(|i| {
             let request = app

@@ -26,6 +26,7 @@ mod operations;
 mod pages;
 mod process;
 mod rate_limits;
+mod signup;
 mod static_assets;
 
 #[cfg(feature = "full-suite")]

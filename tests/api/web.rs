@@ -120,8 +120,11 @@ async fn enroll_in(b: &Browser, app: &TestApp, class: &str) {
 /// The coordinator's part through the API (fast); the journeys' browser
 /// parts are what they test. Returns (coordinator session, semester, class,
 /// second class).
-async fn coordinator_setup(app: &TestApp) -> (crate::support::Coordinator, String, String, String) {
-    let c = app.coordinator().await;
+async fn coordinator_setup(
+    app: &TestApp,
+    sink: &SmtpSink,
+) -> (crate::support::Coordinator, String, String, String) {
+    let c = app.verified_coordinator(sink).await;
     let now = time::OffsetDateTime::now_utc();
     let fmt = |t: time::OffsetDateTime| {
         t.format(&time::format_description::well_known::Rfc3339)
@@ -164,7 +167,7 @@ async fn coordinator_setup(app: &TestApp) -> (crate::support::Coordinator, Strin
 async fn core_journey(tier: Tier, javascript: bool) {
     let sink = SmtpSink::start().await;
     let app = app_with(Backing::new(tier).await, &sink).await;
-    let (c, _semester, art, music) = coordinator_setup(&app).await;
+    let (c, _semester, art, music) = coordinator_setup(&app, &sink).await;
     let smiths = app.family(&c.session, "The Smiths").await;
     let joneses = app.family(&c.session, "The Joneses").await;
     let (smiths_email, joneses_email) = (
@@ -308,7 +311,31 @@ async fn a_coordinator_sets_up_the_co_op_in_the_browser(tier: Tier) {
     check(&b, "sign-up-problem").await;
     b.fill("f-password", "correct horse battery").await;
     b.click("main form button[type=submit]").await;
-    wait_for_text(&b, "Dashboard").await;
+    // The same answer whether or not the address has an account: check
+    // the email, and sign in meanwhile.
+    wait_for_text(&b, "Check your email").await;
+    check(&b, "sign-up-done").await;
+    b.fill("f-email", "ada@example.org").await;
+    b.fill("f-password", "correct horse battery").await;
+    b.click("main form button[type=submit]").await;
+    wait_for_text(&b, "Confirm your email.").await;
+    let confirmation = sink
+        .take_mail_to("ada@example.org", Duration::from_secs(20))
+        .await;
+    b.goto(&format!(
+        "{}/verify-email#token={}",
+        app.address,
+        confirmation.link_token("/verify-email#token=")
+    ))
+    .await;
+    check(&b, "verify-email").await;
+    b.click("main form button[type=submit]").await;
+    wait_for_text(&b, "Your email is confirmed").await;
+    assert!(
+        !b.text().await.contains("Confirm your email."),
+        "{}",
+        b.text().await
+    );
 
     b.goto(&format!("{}/semesters/new", app.address)).await;
     check(&b, "semester-new").await;
@@ -376,10 +403,10 @@ async fn a_coordinator_sets_up_the_co_op_in_the_browser(tier: Tier) {
 async fn pages_refuse_forged_forms_and_other_co_ops(tier: Tier) {
     let sink = SmtpSink::start().await;
     let app = app_with(Backing::new(tier).await, &sink).await;
-    let (c, _, _, _) = coordinator_setup(&app).await;
+    let (c, _, _, _) = coordinator_setup(&app, &sink).await;
     let family = app.family(&c.session, "The Smiths").await;
     let family_id = family["family_id"].as_str().unwrap().to_owned();
-    let other = app.coordinator().await;
+    let other = app.verified_coordinator(&sink).await;
 
     let b = Browser::start(true, 1280).await;
     b.goto(&format!("{}/sign-in", app.address)).await;
@@ -452,7 +479,7 @@ async fn pages_refuse_forged_forms_and_other_co_ops(tier: Tier) {
 async fn pages_work_at_phone_width(tier: Tier) {
     let sink = SmtpSink::start().await;
     let app = app_with(Backing::new(tier).await, &sink).await;
-    let (c, semester, _, _) = coordinator_setup(&app).await;
+    let (c, semester, _, _) = coordinator_setup(&app, &sink).await;
     let b = Browser::start(true, 360).await;
     b.goto(&format!("{}/sign-in", app.address)).await;
     b.fill("f-email", &c.email).await;
@@ -497,7 +524,7 @@ crate::both_tiers!(
 async fn an_account_is_kept_in_the_browser(tier: Tier) {
     let sink = SmtpSink::start().await;
     let app = app_with(Backing::new(tier).await, &sink).await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     let b = Browser::start(true, 1280).await;
     b.goto(&format!("{}/sign-in", app.address)).await;
     b.click("a[href='/forgot-password']").await;

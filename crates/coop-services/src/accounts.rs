@@ -7,11 +7,11 @@ use coop_mechanisms::data::{Data, ReadAfter};
 use coop_mechanisms::hashing::Hasher;
 use coop_mechanisms::sessions::{SessionData, SessionStore};
 use coop_mechanisms::store::accounts::{self as account_store, EmailChangeOutcome, ResetOutcome};
-use coop_mechanisms::store::coops::{self, CreatedCoop};
+use coop_mechanisms::store::coops::{self, CreatedCoop, VerifyOutcome};
 use coop_mechanisms::store::idempotency::Claim;
 use coop_mechanisms::store::invites::{self, AcceptOutcome, NewFamilyUser};
 use coop_mechanisms::store::jobs::now_ms;
-use coop_mechanisms::store::{OnUnique, families};
+use coop_mechanisms::store::families;
 use uuid::Uuid;
 
 use crate::{Caller, Error, Result};
@@ -45,20 +45,33 @@ impl Accounts {
         }
     }
 
-    /// Founds a co-op with its first coordinator. Under an Idempotency-Key
-    /// whose earlier holder created it already, answers with that co-op.
-    pub async fn create_coop(&self, new: NewCoop, claim: Option<&Claim>) -> Result<CreatedCoop> {
+    /// Founds a co-op with its first coordinator, unconfirmed: a job emails
+    /// the founder a confirmation link, and until it is used the co-op's
+    /// emails to anyone else wait. Under an Idempotency-Key whose earlier
+    /// holder created it already, answers with that co-op.
+    ///
+    /// An address that has an account already gets an email saying so (or,
+    /// when it is the founder of a co-op still unconfirmed, a new
+    /// confirmation link), and the answer is the same as for a new address,
+    /// after the same work: the sign-up never tells anyone which addresses
+    /// have accounts. `None` then.
+    pub async fn create_coop(
+        &self,
+        new: NewCoop,
+        claim: Option<&Claim>,
+    ) -> Result<Option<CreatedCoop>> {
         if let Some(claim) = claim
             && let Some([coop_id, coordinator_id]) = claim.committed_as()?
         {
             // An earlier attempt with this key created the co-op, then its
             // instance died before answering: answer for it.
-            return Ok(CreatedCoop {
+            return Ok(Some(CreatedCoop {
                 coop_id,
                 coordinator_id,
-            });
+            }));
         }
         let password = self.hasher.hash(new.coordinator_password).await?;
+        let attempts = self.job_max_attempts;
         let created = coops::create_coop(
             self.data.primary(),
             coops::NewCoop {
@@ -68,19 +81,66 @@ impl Accounts {
                 coordinator_password: &password,
             },
             claim,
+            |coop_id, user_id| crate::jobs::signup_verification_job(coop_id, user_id, attempts),
         )
-        .await
-        .on_unique(|| {
-            Error::field_conflict(
-                "email_taken",
-                "a user with this email already exists; log in instead",
-                "coordinator.email",
-                "is already registered",
-            )
-        })?
-        .ok_or(Error::TakenOver)?;
+        .await;
+        let created = match created {
+            Ok(created) => created.ok_or(Error::TakenOver)?,
+            Err(err) if coop_mechanisms::store::is_unique_violation(&err) => {
+                self.tell_existing_account(&new.coordinator_email).await?;
+                return Ok(None);
+            }
+            Err(err) => return Err(err.into()),
+        };
         self.data.committed(&ReadAfter::default(), &[]).await;
-        Ok(created)
+        Ok(Some(created))
+    }
+
+    /// A sign-up with an address that has an account: its owner hears of
+    /// it by email, and nobody else does.
+    async fn tell_existing_account(&self, email: &Email) -> Result<()> {
+        let primary = self.data.primary();
+        let Some(user) = coops::find_user_by_email(primary, email).await? else {
+            // Gone in the meantime: nobody to tell.
+            return Ok(());
+        };
+        let job = if !user.coop_verified && user.role == Role::Coordinator {
+            // The founder again, who lost the first link: a new one.
+            crate::jobs::signup_verification_job(user.coop_id, user.id, self.job_max_attempts)
+        } else {
+            crate::jobs::account_exists_job(user.coop_id, user.id, self.job_max_attempts)
+        };
+        coop_mechanisms::store::jobs::enqueue(primary, &[job]).await?;
+        Ok(())
+    }
+
+    /// Confirms a founder's email with the token from the link sent to it:
+    /// the co-op's held emails go out.
+    pub async fn verify_email(&self, verify_token: &str) -> Result<()> {
+        match coops::verify_signup(self.data.primary(), &token::hash(verify_token)).await? {
+            VerifyOutcome::Verified { .. } => {
+                self.data.committed(&ReadAfter::default(), &[]).await;
+                Ok(())
+            }
+            // Confirming twice is not a mistake worth an error: the address
+            // is confirmed, which is what the person wants to hear.
+            VerifyOutcome::AlreadyVerified => Ok(()),
+            VerifyOutcome::Unknown => Err(Error::NotFound(
+                "this confirmation link does not exist; check that you copied the whole link"
+                    .into(),
+            )),
+            VerifyOutcome::Expired => Err(Error::Gone {
+                code: "verification_expired",
+                message: "this confirmation link has expired; start the co-op again with \
+                          the same email to get a new link"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Whether the co-op's founder has confirmed their email.
+    pub async fn is_verified(&self, coop_id: Uuid) -> Result<bool> {
+        Ok(coops::is_verified(self.data.primary(), coop_id).await?)
     }
 
     /// Checks the password and starts a new session, ending `previous` (the
@@ -350,6 +410,7 @@ impl Accounts {
             email: caller.email.clone(),
             family_id: caller.family_id,
             expires_at: 0,
+            idle_until: 0,
         };
         let token = self.sessions.create(&mut session).await?;
         Ok(SignedIn { caller, token })

@@ -18,6 +18,7 @@ use coop_mechanisms::hashing::Hasher;
 use coop_mechanisms::health::Readiness;
 use coop_mechanisms::jobs::worker::{Worker, WorkerConfig};
 use coop_mechanisms::rate_limit::RateLimiter;
+use coop_mechanisms::read_positions::ReadPositions;
 use coop_mechanisms::shared_state::Redis;
 use coop_mechanisms::store::replicas::ReplicaSet;
 use coop_mechanisms::store::{DatabaseUrl, Db};
@@ -103,6 +104,7 @@ impl Application {
         let services = Arc::new(Services::new(Parts {
             data,
             session_ttl: config.accounts.session_ttl,
+            session_idle: config.accounts.session_idle,
             hasher: Hasher::new(&config.hashing),
             job_max_attempts: config.jobs.job_max_attempts,
             payments_configured: config.providers.payments_url.is_some(),
@@ -128,9 +130,18 @@ impl Application {
             None => RateLimiter::local(&rules),
         };
         rate_limits.spawn_cleanup(Duration::from_secs(60));
+        // As long as the read-your-writes cookie: by then every replica the
+        // router still uses has replayed the write.
+        let read_positions = ReadPositions::new(
+            (config.database.max_replica_lag * 2).max(Duration::from_secs(10)),
+            redis
+                .as_ref()
+                .map(|redis| (redis.conn.clone(), deployment_name(&config))),
+        );
         let state = AppState::new(Inner {
             services,
             rate_limits,
+            read_positions,
             readiness: Readiness::new(db, redis, replicas),
             tier: config.tier(),
             cache: cache.describe(),

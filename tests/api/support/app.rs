@@ -160,7 +160,11 @@ impl TestResponse {
             .get_all("set-cookie")
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .find_map(|c| c.strip_prefix("coop_session="))
+            // `__Host-coop_session` where cookies are Secure.
+            .find_map(|c| {
+                c.strip_prefix("coop_session=")
+                    .or_else(|| c.strip_prefix("__Host-coop_session="))
+            })
             .and_then(|rest| rest.split(';').next())
             .map(str::to_owned)
             .unwrap_or_else(|| panic!("no coop_session cookie in {:?}", self.headers))
@@ -308,7 +312,9 @@ impl Endpoint {
         .await
     }
 
-    /// Creates a co-op with a unique coordinator and logs in.
+    /// Creates a co-op with a unique coordinator and logs in. The co-op is
+    /// not confirmed: its emails to families wait (see
+    /// [`Endpoint::verified_coordinator`]).
     pub async fn coordinator(&self) -> Coordinator {
         let email = format!("coord-{}@example.org", Uuid::new_v4().simple());
         let created = self
@@ -318,19 +324,34 @@ impl Endpoint {
             )
             .send()
             .await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.text);
         let login = self.login(&email, PASSWORD).await;
         assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+        let user = &login.json()["user"];
         Coordinator {
-            coop_id: created.json()["coop_id"].as_str().unwrap().to_owned(),
-            user_id: created.json()["coordinator_id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
+            coop_id: user["coop_id"].as_str().unwrap().to_owned(),
+            user_id: user["user_id"].as_str().unwrap().to_owned(),
             email,
             password: PASSWORD.to_owned(),
             session: login.session_token(),
         }
+    }
+
+    /// [`Endpoint::coordinator`], confirmed the way a founder does it: the
+    /// link from the confirmation email that `sink` received (taken out of
+    /// the sink, so the test's own counts of mail leave it out).
+    pub async fn verified_coordinator(&self, sink: &super::fakes::smtp_sink::SmtpSink) -> Coordinator {
+        let coordinator = self.coordinator().await;
+        let mail = sink
+            .take_mail_to(&coordinator.email, Duration::from_secs(20))
+            .await;
+        let token = mail.link_token("/verify-email#token=");
+        let verified = self
+            .post("/api/v1/auth/verify-email", &json!({ "token": token }))
+            .send()
+            .await;
+        assert_eq!(verified.status, StatusCode::NO_CONTENT, "{}", verified.text);
+        coordinator
     }
 
     /// Enrolls a family and returns its JSON.

@@ -9,8 +9,9 @@ use crate::with_conn;
 use coop_domain::clock::now_ms;
 
 pub async fn user(db: &Db, user_id: Uuid) -> Result<Option<UserRow>, sqlx::Error> {
-    const SQL: &str =
-        "SELECT id, coop_id, email, password_hash, role, family_id FROM users WHERE id = $1";
+    const SQL: &str = "SELECT u.id, u.coop_id, c.verified_at IS NOT NULL AS coop_verified, \
+         u.email, u.password_hash, u.role, u.family_id \
+         FROM users u JOIN coops c ON c.id = u.coop_id WHERE u.id = $1";
     with_conn!(db, conn => {
         sqlx::query_as::<_, UserRow>(SQL)
             .bind(user_id)
@@ -219,6 +220,9 @@ pub async fn confirm_email_change(
         let Some((coop_id, family_id)) = owner else {
             return Ok(EmailChangeOutcome::Unknown);
         };
+        // The link reached the new address: an unconfirmed founder's claim
+        // on it was not the owner's.
+        crate::release_unverified_claim!(tx, &new_email)?;
         let changed = sqlx::query("UPDATE users SET email = $2 WHERE id = $1")
             .bind(user_id)
             .bind(&new_email)

@@ -31,13 +31,18 @@ const INSERT_SQL: &str = "INSERT INTO families \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// The family insert as a data-modifying CTE, followed by its jobs (one row
-/// per array element; they share max_attempts and run_at).
+/// per array element; they share max_attempts and run_at). A holdable job of
+/// a co-op whose founder has not confirmed their email is held, as
+/// `jobs::INSERT_SQL` does.
 const INSERT_WITH_JOBS_PG: &str = "WITH family AS (INSERT INTO families \
      (id, coop_id, family_name, email, enrollment_date, version, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING coop_id) \
      INSERT INTO jobs (id, coop_id, kind, key, payload, state, attempts, max_attempts, run_at, created_at, updated_at) \
-     SELECT j.id, family.coop_id, j.kind, j.key, j.payload, 'ready', 0, $9, $10, $10, $10 \
-     FROM family, UNNEST($11::uuid[], $12::text[], $13::text[], $14::text[]) AS j(id, kind, key, payload) \
+     SELECT j.id, family.coop_id, j.kind, j.key, j.payload, 'ready', 0, $9, \
+     CASE WHEN j.holdable AND EXISTS (SELECT 1 FROM coops c WHERE c.id = family.coop_id AND c.verified_at IS NULL) \
+          THEN 9223372036854775807 ELSE $10 END, $10, $10 \
+     FROM family, UNNEST($11::uuid[], $12::text[], $13::text[], $14::text[], $15::bool[]) \
+       AS j(id, kind, key, payload, holdable) \
      ON CONFLICT (key) DO NOTHING";
 
 /// `INSERT_WITH_JOBS_PG` for a request with an Idempotency-Key: the family is
@@ -51,8 +56,11 @@ const INSERT_WITH_JOBS_CLAIMED_PG: &str = "WITH claim AS (UPDATE idempotency SET
      (id, coop_id, family_name, email, enrollment_date, version, created_at, updated_at) \
      SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM claim RETURNING coop_id), \
      jobs AS (INSERT INTO jobs (id, coop_id, kind, key, payload, state, attempts, max_attempts, run_at, created_at, updated_at) \
-     SELECT j.id, family.coop_id, j.kind, j.key, j.payload, 'ready', 0, $9, $10, $10, $10 \
-     FROM family, UNNEST($11::uuid[], $12::text[], $13::text[], $14::text[]) AS j(id, kind, key, payload) \
+     SELECT j.id, family.coop_id, j.kind, j.key, j.payload, 'ready', 0, $9, \
+     CASE WHEN j.holdable AND EXISTS (SELECT 1 FROM coops c WHERE c.id = family.coop_id AND c.verified_at IS NULL) \
+          THEN 9223372036854775807 ELSE $10 END, $10, $10 \
+     FROM family, UNNEST($11::uuid[], $12::text[], $13::text[], $14::text[], $19::bool[]) \
+       AS j(id, kind, key, payload, holdable) \
      ON CONFLICT (key) DO NOTHING) \
      SELECT count(*) FROM family";
 
@@ -139,9 +147,10 @@ pub async fn insert(
                 .bind(jobs.iter().map(|j| j.kind).collect::<Vec<_>>())
                 .bind(jobs.iter().map(|j| j.key.as_str()).collect::<Vec<_>>())
                 .bind(jobs.iter().map(|j| j.payload.as_str()).collect::<Vec<_>>());
+            let holdable: Vec<bool> = jobs.iter().map(|j| j.holdable).collect();
             match claim {
                 None => {
-                    query.execute(&mut *conn).await?;
+                    query.bind(holdable).execute(&mut *conn).await?;
                 }
                 Some(claim) => {
                     let inserted: i64 = query
@@ -149,6 +158,7 @@ pub async fn insert(
                         .bind(&claim.scope)
                         .bind(&claim.key)
                         .bind(claim.owner)
+                        .bind(holdable)
                         .fetch_one(&mut *conn)
                         .await?
                         .try_get(0)?;

@@ -94,6 +94,7 @@ pub async fn accept(
         if existing.is_some() {
             return Ok(AcceptOutcome::AccountExists);
         }
+        crate::release_unverified_claim!(tx, user.email)?;
         let inserted = sqlx::query(
             "INSERT INTO users (id, coop_id, email, name, password_hash, role, family_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, 'family', $6, $7)",

@@ -22,6 +22,9 @@ pub enum JobState {
     Running,
     Done,
     Dead,
+    /// Ready, but waiting for its co-op's founder to confirm their email
+    /// (not a stored state: a ready job whose run time is [`HELD_RUN_AT`]).
+    Held,
 }
 
 impl JobState {
@@ -33,11 +36,23 @@ impl JobState {
             Self::Running => "running",
             Self::Done => "done",
             Self::Dead => "dead",
+            Self::Held => "held",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+impl JobRow {
+    /// The state as people see it: a held job is not simply ready.
+    pub fn visible_state(&self) -> JobState {
+        if self.state == JobState::Ready && self.run_at == HELD_RUN_AT {
+            JobState::Held
+        } else {
+            self.state
+        }
     }
 }
 
@@ -80,12 +95,24 @@ pub struct NewJob {
     pub payload: String,
     pub max_attempts: i32,
     pub run_at: i64,
+    /// Whether the job waits while its co-op's founder has not confirmed
+    /// their email (it would email someone else in the co-op's name).
+    pub holdable: bool,
 }
 
-/// A job whose key exists already is the same job: inserting it again is a no-op.
+/// The `run_at` of a held job: a ready job that is never due until
+/// `release_held_jobs!` sets its time. (A run time, not a new state, so the
+/// claim, retry and lease logic needs no exception for it.)
+pub const HELD_RUN_AT: i64 = i64::MAX;
+
+/// A job whose key exists already is the same job: inserting it again is a
+/// no-op. A holdable job of a co-op that is not confirmed yet is held.
 pub const INSERT_SQL: &str = "INSERT INTO jobs \
      (id, coop_id, kind, key, payload, state, attempts, max_attempts, run_at, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, 'ready', 0, $6, $7, $7, $7) ON CONFLICT (key) DO NOTHING";
+     VALUES ($1, $2, $3, $4, $5, 'ready', 0, $6, \
+       CASE WHEN $8 AND EXISTS (SELECT 1 FROM coops WHERE id = $2 AND verified_at IS NULL) \
+            THEN 9223372036854775807 ELSE $7 END, \
+       $7, $7) ON CONFLICT (key) DO NOTHING";
 
 /// Inserts `$job` (a `&NewJob`) on `$tx`, an open transaction of either backend,
 /// so the job commits or rolls back with the caller's write. A macro because the
@@ -102,6 +129,7 @@ macro_rules! enqueue_job {
             .bind(&job.payload)
             .bind(job.max_attempts)
             .bind(job.run_at)
+            .bind(job.holdable)
             .execute(&mut *$tx)
             .await
     }};
@@ -362,7 +390,8 @@ pub async fn stats(db: &Db) -> Result<QueueStats, sqlx::Error> {
         // `done` rows pile up until housekeeping purges them, so they are not
         // counted here; each state counted has a partial index of its own.
         let depth: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT state, kind, COUNT(*) FROM jobs WHERE state = 'ready' GROUP BY state, kind \
+            "SELECT CASE WHEN run_at = 9223372036854775807 THEN 'held' ELSE state END, kind, COUNT(*) \
+             FROM jobs WHERE state = 'ready' GROUP BY 1, kind \
              UNION ALL \
              SELECT state, kind, COUNT(*) FROM jobs WHERE state = 'running' GROUP BY state, kind \
              UNION ALL \
@@ -378,6 +407,22 @@ pub async fn stats(db: &Db) -> Result<QueueStats, sqlx::Error> {
         .await?;
         Ok(QueueStats { depth, oldest_due_run_at })
     })
+}
+
+/// Makes the co-op's held jobs due now: its founder confirmed their email.
+/// Runs in the confirming transaction (`$tx`), like `enqueue_job!`.
+#[macro_export]
+macro_rules! release_held_jobs {
+    ($tx:expr, $coop_id:expr, $now:expr) => {{
+        sqlx::query(
+            "UPDATE jobs SET run_at = $2, updated_at = $2 \
+             WHERE coop_id = $1 AND state = 'ready' AND run_at = 9223372036854775807",
+        )
+        .bind($coop_id)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await
+    }};
 }
 
 /// Deletes finished jobs and effect records older than `older_than_ms`.
@@ -401,7 +446,8 @@ pub async fn claim_one(db: &Db, id: Uuid, lease_ms: i64) -> Result<Option<JobRow
     let now = now_ms();
     let sql = format!(
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, claim = $1, \
-         lease_until = $2, updated_at = $3 WHERE id = $4 AND state = 'ready' RETURNING {COLUMNS}"
+         lease_until = $2, updated_at = $3 WHERE id = $4 AND state = 'ready' AND run_at <= $3 \
+         RETURNING {COLUMNS}"
     );
     with_conn!(db, conn => {
         sqlx::query_as::<_, JobRow>(&sql)

@@ -40,6 +40,9 @@ const RESET_TTL: Duration = Duration::from_secs(3600);
 /// How long an email change's confirmation link works.
 const EMAIL_CHANGE_TTL: Duration = Duration::from_secs(86_400);
 
+/// How long a founder's confirmation link works.
+const VERIFICATION_TTL: Duration = Duration::from_secs(7 * 86_400);
+
 /// Recipients found per fan-out job: a few hundred rows and jobs per commit.
 const FAN_OUT_BATCH: u32 = 500;
 
@@ -136,6 +139,14 @@ impl Effects {
                 }
                 Err(dead) => Err(dead),
             },
+            Kind::SignupVerification => match payload::<UserJob>(job) {
+                Ok(p) => self.signup_verification(job, p.user_id).await,
+                Err(dead) => Err(dead),
+            },
+            Kind::AccountExistsNotice => match payload::<UserJob>(job) {
+                Ok(p) => self.account_exists_notice(job, p.user_id).await,
+                Err(dead) => Err(dead),
+            },
         };
         result.unwrap_or_else(|outcome| outcome)
     }
@@ -145,6 +156,92 @@ impl Effects {
         Ok(store::coops::name(&self.db, coop_id)
             .await?
             .unwrap_or_else(|| "your co-op".into()))
+    }
+
+    /// The founder's confirmation link, valid for a week. Anyone can type an
+    /// address into the sign-up form, so this email carries none of the
+    /// sign-up's text (not the co-op's name, not the founder's): it cannot be
+    /// used to send words of one's own to someone else's inbox.
+    async fn signup_verification(&self, job: &JobRow, user_id: Uuid) -> Result<Outcome, Outcome> {
+        if store::jobs::effect_done(&self.db, &job.key).await? {
+            return Ok(Outcome::Done);
+        }
+        let Some(user) = store::accounts::user(&self.db, user_id).await? else {
+            // The unconfirmed co-op was removed: nothing to confirm.
+            return Ok(Outcome::Done);
+        };
+        if user.coop_verified {
+            return Ok(Outcome::Done);
+        }
+        let token = token::generate();
+        let expires_at = now_ms() + VERIFICATION_TTL.as_millis() as i64;
+        store::coops::insert_signup_verification(
+            &self.db,
+            &token::hash(&token),
+            job.coop_id,
+            user_id,
+            expires_at,
+        )
+        .await?;
+        let link = format!("{}/verify-email#token={token}", self.public_url);
+        let body = format!(
+            "Hello,\n\n\
+             someone (we hope you) started a co-op on Coop with this address ({email}). \
+             Confirm that it is yours here:\n\n{link}\n\n\
+             Until you do, the co-op works but sends no email to anyone else. The link \
+             works for seven days. Your confirmation code, should the link not open: \
+             {token}\n\n\
+             If it was not you, ignore this email: nothing will be sent in your name, \
+             and the address stays free for you.\n",
+            email = user.email,
+        );
+        self.send_once(
+            &job.key,
+            Email {
+                to: mailbox("", &user.email)?,
+                subject: "Confirm your email to start your co-op".into(),
+                body,
+                message_id: self.message_id(&job.key),
+            },
+        )
+        .await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Tells an account's owner that someone tried to start a co-op with
+    /// its address; the sign-up answered as if the address were new.
+    async fn account_exists_notice(
+        &self,
+        job: &JobRow,
+        user_id: Uuid,
+    ) -> Result<Outcome, Outcome> {
+        if store::jobs::effect_done(&self.db, &job.key).await? {
+            return Ok(Outcome::Done);
+        }
+        let Some(user) = store::accounts::user(&self.db, user_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        let url = &self.public_url;
+        let body = format!(
+            "Hello,\n\n\
+             someone (we hope you) tried to start a co-op on Coop with this address \
+             ({email}), which already has an account, so no co-op was started.\n\n\
+             To sign in: {url}/sign-in\n\
+             Forgot the password? Choose a new one: {url}/forgot-password\n\n\
+             If it was not you, ignore this email: nothing changed.\n",
+            email = user.email,
+        );
+        self.send_once(
+            &job.key,
+            Email {
+                to: mailbox("", &user.email)?,
+                subject: "You already have a Coop account".into(),
+                body,
+                message_id: self.message_id(&job.key),
+            },
+        )
+        .await?;
+        Ok(Outcome::Done)
     }
 
     /// A single-use link to the new address that confirms an email change,

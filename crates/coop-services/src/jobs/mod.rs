@@ -32,10 +32,15 @@ pub enum Kind {
     PasswordResetEmail,
     /// A single-use link, to the new address, that confirms an email change.
     EmailChangeConfirmation,
+    /// A founder's link that confirms their email (and releases held jobs).
+    SignupVerification,
+    /// Someone tried to start a co-op with an address that has an account:
+    /// tell its owner (the sign-up's answer does not say so).
+    AccountExistsNotice,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 12] = [
         Self::WelcomeEmail,
         Self::CoordinatorNotice,
         Self::CalendarEvents,
@@ -46,6 +51,8 @@ impl Kind {
         Self::AnnouncementEmail,
         Self::PasswordResetEmail,
         Self::EmailChangeConfirmation,
+        Self::SignupVerification,
+        Self::AccountExistsNotice,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,7 +67,24 @@ impl Kind {
             Self::AnnouncementEmail => "announcement_email",
             Self::PasswordResetEmail => "password_reset_email",
             Self::EmailChangeConfirmation => "email_change_confirmation",
+            Self::SignupVerification => "signup_verification",
+            Self::AccountExistsNotice => "account_exists_notice",
         }
+    }
+
+    /// Whether the job waits for the co-op's founder to confirm their email:
+    /// every email to someone else in the co-op's name. The founder's own
+    /// links (confirmation, password, email change) never wait, and neither
+    /// do payments and calendars, which email nobody.
+    pub fn holdable(self) -> bool {
+        matches!(
+            self,
+            Self::WelcomeEmail
+                | Self::CoordinatorNotice
+                | Self::SeatPromotion
+                | Self::AnnouncementFanOut
+                | Self::AnnouncementEmail
+        )
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
@@ -143,6 +167,7 @@ fn keyed_job(
         payload,
         max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX),
         run_at: now_ms(),
+        holdable: kind.holdable(),
     }
 }
 
@@ -256,6 +281,32 @@ pub fn email_change_job(
     keyed_job(
         coop_id,
         Kind::EmailChangeConfirmation,
+        format!("{user_id}.{}", Uuid::now_v7()),
+        payload,
+        max_attempts,
+    )
+}
+
+/// The founder's confirmation link (a new key each time: a sign-up repeated
+/// with the same address sends a new link).
+pub fn signup_verification_job(coop_id: Uuid, user_id: Uuid, max_attempts: u32) -> NewJob {
+    let payload = serde_json::json!({ "user_id": user_id }).to_string();
+    keyed_job(
+        coop_id,
+        Kind::SignupVerification,
+        format!("{user_id}.{}", Uuid::now_v7()),
+        payload,
+        max_attempts,
+    )
+}
+
+/// The notice to an existing account that someone tried to start a co-op
+/// with its address.
+pub fn account_exists_job(coop_id: Uuid, user_id: Uuid, max_attempts: u32) -> NewJob {
+    let payload = serde_json::json!({ "user_id": user_id }).to_string();
+    keyed_job(
+        coop_id,
+        Kind::AccountExistsNotice,
         format!("{user_id}.{}", Uuid::now_v7()),
         payload,
         max_attempts,

@@ -83,7 +83,7 @@ pub async fn logout_everywhere(
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        session_cookie("", 0, state.http.secure_cookies),
+        session_cookie("", 0, state.http.secure_cookies()),
     );
     Ok(response)
 }
@@ -260,5 +260,34 @@ pub async fn confirm_email(
     let token = check.required("token", body.token.as_deref(), reset_token);
     let token = check.done(|| token.field("token"))?;
     state.services.accounts.confirm_email_change(&token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct VerifyEmail {
+    /// The `token` from the confirmation link sent when the co-op was started.
+    pub token: Option<String>,
+}
+
+/// Confirm a founder's email with the token from the link sent when the
+/// co-op was started; the co-op's held emails (invites, notices) go out.
+/// Confirming an address that is confirmed already answers 204 too.
+#[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth",
+    request_body = VerifyEmail,
+    responses(
+        (status = 204, description = "The email is confirmed; held emails go out"),
+        (status = 400, body = ErrorBody, description = "Malformed JSON"),
+        (status = 404, body = ErrorBody, description = "No such confirmation link"),
+        (status = 410, body = ErrorBody, description = "The link has expired"),
+        (status = 422, body = ErrorBody, description = "Missing token"),
+    ))]
+pub async fn verify_email(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<VerifyEmail>,
+) -> Result<StatusCode, ApiError> {
+    let mut check = FieldCheck::default();
+    let token = check.required("token", body.token.as_deref(), reset_token);
+    let token = check.done(|| token.field("token"))?;
+    state.services.accounts.verify_email(&token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

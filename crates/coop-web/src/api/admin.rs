@@ -4,7 +4,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use coop_domain::{FieldCheck, clock};
-use coop_mechanisms::store::jobs::{JobRow, JobState};
+use coop_mechanisms::store::jobs::{HELD_RUN_AT, JobRow, JobState};
 use coop_services::jobs::Kind;
 use coop_services::queue::MAX_LIST;
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,8 @@ pub enum JobStateName {
     Running,
     Done,
     Dead,
+    /// Waits until the co-op's founder confirms their email.
+    Held,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -46,10 +48,10 @@ pub struct Job {
     pub state: JobState,
     pub attempts: i32,
     pub max_attempts: i32,
-    /// When it runs next (ready) or last ran.
-    #[serde(with = "clock::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub run_at: OffsetDateTime,
+    /// When it runs next (ready) or last ran; null while held.
+    #[serde(with = "clock::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub run_at: Option<OffsetDateTime>,
     pub last_error: Option<String>,
     #[serde(with = "clock::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -61,13 +63,15 @@ pub struct Job {
 
 impl From<JobRow> for Job {
     fn from(row: JobRow) -> Self {
+        let state = row.visible_state();
         Self {
             job_id: row.id,
             kind: row.kind,
-            state: row.state,
+            state,
             attempts: row.attempts,
             max_attempts: row.max_attempts,
-            run_at: clock::from_unix_ms(row.run_at),
+            // A held job has no run time until its co-op is confirmed.
+            run_at: (row.run_at != HELD_RUN_AT).then(|| clock::from_unix_ms(row.run_at)),
             last_error: row.last_error,
             created_at: clock::from_unix_ms(row.created_at),
             updated_at: clock::from_unix_ms(row.updated_at),

@@ -6,7 +6,6 @@ use coop_domain::{CoordinatorInput as RawCoordinator, NewCoop, NewCoopInput};
 use coop_mechanisms::store::idempotency::Claim;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::http::json::ApiJson;
@@ -37,18 +36,24 @@ pub struct CoordinatorInput {
 
 #[derive(Serialize, ToSchema)]
 pub struct CreateCoopResponse {
-    pub coop_id: Uuid,
-    pub coordinator_id: Uuid,
+    /// What happens next, in words for a person.
+    pub message: String,
 }
 
-/// Create a co-op together with its first coordinator.
+/// Start a co-op together with its first coordinator.
+///
+/// The answer is the same whether or not the email already has an account,
+/// so it tells nobody which addresses do. For a new address the co-op is
+/// created and works at once (sign in with the password just chosen), and a
+/// confirmation link goes to the address: until it is used
+/// (`POST /api/v1/auth/verify-email`), the co-op's emails to anyone else
+/// wait. An address that has an account gets an email saying so instead.
 #[utoipa::path(post, path = "/api/v1/coops", tag = "coops",
     request_body = CreateCoopRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
     responses(
-        (status = 201, body = CreateCoopResponse),
+        (status = 202, body = CreateCoopResponse, description = "Check the email: a confirmation link (or, for an address that has an account, a note saying so) is on its way"),
         (status = 400, body = ErrorBody, description = "Malformed JSON"),
-        (status = 409, body = ErrorBody, description = "The coordinator's email is already registered"),
         (status = 422, body = ErrorBody, description = "Missing or invalid fields"),
         (status = 503, body = ErrorBody, description = "Too many sign-ups at once; retry shortly"),
     ))]
@@ -66,16 +71,21 @@ pub async fn create_coop(
         }),
     })?;
     let claim = claim.map(|Extension(claim)| claim);
-    let created = state
+    // Created or not (an address with an account), the answer is the same.
+    let _created = state
         .services
         .accounts
         .create_coop(new, claim.as_ref())
         .await?;
     Ok((
-        StatusCode::CREATED,
+        StatusCode::ACCEPTED,
         ApiJson(CreateCoopResponse {
-            coop_id: created.coop_id,
-            coordinator_id: created.coordinator_id,
+            message: SIGN_UP_ANSWER.to_owned(),
         }),
     ))
 }
+
+/// The one answer to every sign-up.
+pub const SIGN_UP_ANSWER: &str = "check your email: a link to confirm the address is on its way. \
+     You can sign in with your email and password now; the co-op sends no email to \
+     anyone else until the address is confirmed";

@@ -31,7 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::{
-    MAX_BODY_BYTES, fallback, idempotency, metrics, rate_limit, read_after, timeout,
+    MAX_BODY_BYTES, fallback, idempotency, metrics, rate_limit, read_after, same_origin, timeout,
 };
 use crate::state::AppState;
 
@@ -49,6 +49,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(account::reset_password))
         .routes(routes!(account::change_email))
         .routes(routes!(account::confirm_email))
+        .routes(routes!(account::verify_email))
         .routes(routes!(families::list_families, families::create_family))
         .routes(routes!(
             families::get_family,
@@ -101,6 +102,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::idempotency,
         ))
+        .layer(middleware::from_fn(same_origin::same_origin_writes))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             read_after::track,
@@ -117,7 +119,10 @@ pub fn router(state: AppState) -> Router {
             crate::pages::plain_rejections_as_pages,
         ))
         .layer(tower_http::compression::CompressionLayer::new())
-        .layer(middleware::from_fn(crate::pages::csrf_guard))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::pages::csrf_guard,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             read_after::track,

@@ -43,7 +43,11 @@ impl Door {
             "/api/v1/coops" | "/sign-up" => Some(Self::SignUp),
             "/api/v1/auth/accept-invite" | "/accept-invite" => Some(Self::AcceptInvite),
             "/api/v1/auth/password-reset" | "/forgot-password" => Some(Self::RequestReset),
-            "/api/v1/auth/password-reset/confirm" | "/reset-password" => Some(Self::ResetPassword),
+            // Redeeming an emailed token: the same budget for guesses.
+            "/api/v1/auth/password-reset/confirm"
+            | "/reset-password"
+            | "/api/v1/auth/verify-email"
+            | "/verify-email" => Some(Self::ResetPassword),
             _ => None,
         }
     }
@@ -135,6 +139,7 @@ pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
         "/api/v1/auth/accept-invite",
         "/api/v1/auth/password-reset",
         "/api/v1/auth/password-reset/confirm",
+        "/api/v1/auth/verify-email",
     ] {
         let Some(operation) = openapi
             .paths

@@ -63,6 +63,8 @@ struct Dashboard {
     waitlists: Vec<WaitLine>,
     dues: Vec<DueLine>,
     dead_jobs: usize,
+    /// The founder has not confirmed their email: the co-op's emails wait.
+    unconfirmed: bool,
 }
 
 pub struct ChildLine {
@@ -150,6 +152,7 @@ pub async fn home(
             waitlists,
             dues,
             dead_jobs,
+            unconfirmed: !s.accounts.is_verified(ctx.caller.coop_id).await?,
         }));
     }
     let Some(family_id) = ctx.caller.family_id else {

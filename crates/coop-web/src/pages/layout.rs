@@ -82,7 +82,11 @@ fn notice(code: &str) -> Option<&'static str> {
         "charged" => "The payment is on its way to the provider.",
         "retried" => "The job will run again shortly.",
         "paid" => "Thank you: your payment is on its way to the provider.",
-        "coop-created" => "Your co-op is ready. Welcome!",
+        "check-email" => {
+            "Check your email: a link to confirm it is on its way. Sign in now to set up \
+             your co-op; families get their invites once you confirm."
+        }
+        "email-verified" => "Your email is confirmed: invites and notices go out now.",
         "account-ready" => "Your family's account is ready.",
         "password-changed" => "Your password is changed; your other devices are signed out.",
         "password-reset" => "Your password is changed. Sign in with it.",

@@ -56,6 +56,10 @@ pub fn router() -> Router<AppState> {
             get(password::confirm_email_page).post(password::confirm_email),
         )
         .route(
+            "/verify-email",
+            get(password::verify_email_page).post(password::verify_email),
+        )
+        .route(
             "/profile/sign-out-everywhere",
             post(password::sign_out_everywhere),
         )

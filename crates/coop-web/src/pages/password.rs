@@ -228,7 +228,7 @@ pub async fn sign_out_everywhere(State(state): State<AppState>, me: SignedInPage
     let mut response = redirect("/sign-in?done=signed-out-everywhere");
     response.headers_mut().append(
         header::SET_COOKIE,
-        session_cookie("", 0, state.http.secure_cookies),
+        session_cookie("", 0, state.http.secure_cookies()),
     );
     Ok(response)
 }
@@ -341,13 +341,64 @@ pub async fn confirm_email(
             let mut response = redirect("/sign-in?done=email-changed");
             response.headers_mut().append(
                 header::SET_COOKIE,
-                session_cookie("", 0, state.http.secure_cookies),
+                session_cookie("", 0, state.http.secure_cookies()),
             );
             Ok(response)
         }
         Err(coop_services::Error::NotFound(message))
         | Err(coop_services::Error::Gone { message, .. })
         | Err(coop_services::Error::Conflict { message, .. }) => Ok(again(
+            Default::default(),
+            format!("{}.", capitalized(&message)),
+        )),
+        Err(err) => Err(PageError::from(err)),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "verify_email.html")]
+struct VerifyEmail {
+    layout: Layout,
+    form: Form,
+    script: &'static str,
+}
+
+pub async fn verify_email_page(Extension(csrf): Extension<Csrf>) -> Response {
+    ok(&VerifyEmail {
+        layout: Layout::new("Confirm your email", None, &csrf),
+        form: Form::default(),
+        script: INVITE_JS,
+    })
+}
+
+/// A founder confirms their email: the co-op's held emails go out.
+pub async fn verify_email(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<Csrf>,
+    PostedForm(form): PostedForm<ConfirmForm>,
+) -> PageResult {
+    let again = |errors, summary: String| {
+        page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &VerifyEmail {
+                layout: Layout::new("Confirm your email", None, &csrf),
+                form: Form::with(&[("token", form.token.clone())]).failed(errors, summary),
+                script: INVITE_JS,
+            },
+        )
+    };
+    let Ok(token) = reset_token(&form.token) else {
+        let mut errors = FieldErrors::new();
+        errors.insert(
+            "token".into(),
+            "Paste the code from the confirmation email.".into(),
+        );
+        return Ok(again(errors, String::new()));
+    };
+    match state.services.accounts.verify_email(&token).await {
+        Ok(()) => Ok(redirect("/home?done=email-verified")),
+        Err(coop_services::Error::NotFound(message))
+        | Err(coop_services::Error::Gone { message, .. }) => Ok(again(
             Default::default(),
             format!("{}.", capitalized(&message)),
         )),

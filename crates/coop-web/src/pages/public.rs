@@ -113,7 +113,7 @@ fn with_session(state: &AppState, token: &str, to: &str) -> Response {
         session_cookie(
             token,
             state.services.accounts.session_ttl().as_secs(),
-            state.http.secure_cookies,
+            state.http.secure_cookies(),
         ),
     );
     response
@@ -128,7 +128,7 @@ pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Page
     let mut response = redirect("/");
     response.headers_mut().append(
         header::SET_COOKIE,
-        session_cookie("", 0, state.http.secure_cookies),
+        session_cookie("", 0, state.http.secure_cookies()),
     );
     Ok(response)
 }
@@ -207,26 +207,11 @@ pub async fn sign_up(
             return Ok(again(errors, ""));
         }
     };
-    let email = new.coordinator_email.as_str().to_owned();
-    match state.services.accounts.create_coop(new, None).await {
-        Ok(_) => {}
-        Err(coop_services::Error::Conflict { message, .. }) => {
-            let mut errors = coop_domain::FieldErrors::new();
-            errors.insert("email".into(), message.clone());
-            return Ok(again(errors, ""));
-        }
-        Err(err) => return Err(err.into()),
-    }
-    let signed_in = state
-        .services
-        .accounts
-        .log_in(&email, form.password, None)
-        .await?;
-    Ok(with_session(
-        &state,
-        &signed_in.token,
-        "/home?done=coop-created",
-    ))
+    // Created or not (an address with an account gets an email instead),
+    // the page says the same: the sign-up tells nobody which addresses
+    // have accounts.
+    state.services.accounts.create_coop(new, None).await?;
+    Ok(redirect("/sign-in?done=check-email"))
 }
 
 #[derive(Template)]

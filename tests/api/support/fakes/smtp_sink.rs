@@ -189,6 +189,29 @@ impl SmtpSink {
             .len()
     }
 
+    /// Waits for the first message to `address`, takes it out of the sink
+    /// (later counts leave it out) and returns it; panics after `timeout`.
+    /// For mail a test's setup reads, such as a founder's confirmation link.
+    pub async fn take_mail_to(&self, address: &str, timeout: Duration) -> ReceivedMail {
+        let mut count = self.shared.count.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            {
+                let mut mails = self.shared.mails.lock().unwrap();
+                if let Some(at) = mails.iter().position(|m| m.to.iter().any(|to| to == address)) {
+                    let mail = mails.remove(at);
+                    self.shared.count.send_replace(mails.len());
+                    return mail;
+                }
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                panic!("no email to {address} within {timeout:?}");
+            }
+            let _ = tokio::time::timeout(left, count.changed()).await;
+        }
+    }
+
     /// Waits until at least `n` messages have arrived, or `timeout` has passed,
     /// and returns what arrived (check its length: fewer than `n` is a timeout).
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<ReceivedMail> {
