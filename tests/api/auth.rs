@@ -11,7 +11,100 @@ both_tiers!(
     logout_deletes_the_session,
     me_needs_a_valid_session,
     login_requires_both_fields,
+    cookie_authenticated_writes_from_another_site_are_refused,
+    an_unused_session_ends_and_a_busy_one_ends_at_its_lifetime,
 );
+
+/// A page of another site cannot make the browser write with the person's
+/// session (a form-encoded logout from a foreign Origin used to succeed);
+/// clients that are not browsers send neither header and pass.
+async fn cookie_authenticated_writes_from_another_site_are_refused(tier: Tier) {
+    let app = spawn_app(tier).await;
+    let c = app.coordinator().await;
+    let me = || async {
+        app.get("/api/v1/auth/me")
+            .session(&c.session)
+            .send()
+            .await
+            .status
+    };
+    for (header, value) in [
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let forged = app
+            .req(reqwest::Method::POST, "/api/v1/auth/logout")
+            .session(&c.session)
+            .header(header, value)
+            .raw("application/x-www-form-urlencoded", "")
+            .send()
+            .await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN, "{header}: {}", forged.text);
+        assert_eq!(forged.error_code(), "forbidden");
+        assert_eq!(me().await, StatusCode::OK, "{header}: the session lives on");
+    }
+    let family = app
+        .post(
+            "/api/v1/families",
+            &json!({"family_name": "Forged", "email": "forged@example.org"}),
+        )
+        .session(&c.session)
+        .header("sec-fetch-site", "same-site")
+        .send()
+        .await;
+    assert_eq!(family.status, StatusCode::FORBIDDEN, "{}", family.text);
+    // Coop's own pages (same origin) and clients without a browser pass.
+    let own = app
+        .post(
+            "/api/v1/families",
+            &json!({"family_name": "Own", "email": "own@example.org"}),
+        )
+        .session(&c.session)
+        .header("origin", &app.address)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await;
+    assert_eq!(own.status, StatusCode::CREATED, "{}", own.text);
+    let plain = app.post("/api/v1/auth/logout", &json!({})).session(&c.session).send().await;
+    assert_eq!(plain.status, StatusCode::NO_CONTENT);
+    assert_eq!(me().await, StatusCode::UNAUTHORIZED);
+}
+
+/// Idle expiry ends a session nobody uses; the absolute lifetime ends even
+/// a session in constant use.
+async fn an_unused_session_ends_and_a_busy_one_ends_at_its_lifetime(tier: Tier) {
+    let backing = crate::support::Backing::new(tier).await;
+    let app = spawn_app_on(backing, &["--session-idle", "2s", "--session-ttl", "5s"]).await;
+    let c = app.coordinator().await;
+    let me = |session: String| {
+        let app = &app;
+        async move {
+            app.get("/api/v1/auth/me")
+                .session(&session)
+                .send()
+                .await
+                .status
+        }
+    };
+    // Unused for longer than the idle window: gone.
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    assert_eq!(me(c.session.clone()).await, StatusCode::UNAUTHORIZED, "idle");
+    // Used every 0.6 s: alive past the idle window, until its lifetime.
+    let busy = app.login(&c.email, &c.password).await.session_token();
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(3800) {
+        assert_eq!(
+            me(busy.clone()).await,
+            StatusCode::OK,
+            "in use at {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(me(busy).await, StatusCode::UNAUTHORIZED, "past its lifetime");
+}
 
 async fn login_sets_a_safe_cookie_and_me_answers(tier: Tier) {
     let app = spawn_app(tier).await;
