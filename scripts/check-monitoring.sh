@@ -231,7 +231,7 @@ status_json="$work/status.json"
 cluster_ready=0
 for _ in $(seq 240); do
   kill -0 "$cluster_pid" 2>/dev/null || { tail -n 30 "$work/cluster.log" >&2; cluster_pid=""; die "coop cluster exited"; }
-  if "$COOP_BIN" cluster status --control "$control" --json >"$status_json" 2>/dev/null &&
+  if "$COOP_BIN" cluster status --control "$control" --state-dir "$work/cluster" --json >"$status_json" 2>/dev/null &&
     python3 - "$status_json" <<'PY'; then
 import json, sys
 s = json.load(open(sys.argv[1]))

@@ -77,9 +77,16 @@ impl TestCluster {
         cluster
     }
 
+    /// The cluster's token, from its folder (as `coop cluster status` reads it).
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("state").join("control.token"))
+            .unwrap_or_default()
+    }
+
     async fn status(&self) -> Option<Value> {
         let response = client()
             .get(format!("{}/status", self.control))
+            .bearer_auth(self.token())
             .send()
             .await
             .ok()?;
@@ -444,10 +451,28 @@ async fn a_rolling_restart_under_load_fails_no_request() {
     let load = Load::start(&cluster, &session, &family_id, 8, 2, Duration::ZERO);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
+    // The control API answers nobody without the cluster's token: a local
+    // process or a web page in a browser on this host cannot restart it.
+    let forged = client()
+        .post(format!("{}/restart", cluster.control))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let peek = client()
+        .get(format!("{}/status", cluster.control))
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(peek.status(), reqwest::StatusCode::UNAUTHORIZED);
+
     // Black-box: the operator's command, against the running cluster.
     let restart = tokio::process::Command::new(env!("CARGO_BIN_EXE_coop"))
         .args(["cluster", "restart", "--control"])
         .arg(cluster.control.trim_start_matches("http://"))
+        .arg("--state-dir")
+        .arg(cluster.dir.path().join("state"))
         .output()
         .await
         .unwrap();
@@ -486,6 +511,8 @@ async fn a_rolling_restart_under_load_fails_no_request() {
     let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_coop"))
         .args(["cluster", "status", "--control"])
         .arg(cluster.control.trim_start_matches("http://"))
+        .arg("--state-dir")
+        .arg(cluster.dir.path().join("state"))
         .output()
         .await
         .unwrap();
@@ -612,6 +639,7 @@ async fn rising_load_adds_an_instance_and_falling_load_drains_one() {
     // The cluster's own metrics export the decisions.
     let metrics = client()
         .get(format!("{}/metrics", cluster.control))
+        .bearer_auth(cluster.token())
         .send()
         .await
         .unwrap()

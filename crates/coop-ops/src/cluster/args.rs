@@ -23,6 +23,45 @@ pub struct ControlArgs {
     /// Print the raw JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The cluster's token (its COOP_METRICS_TOKEN). Unset: read from
+    /// `control.token` in the cluster's folder, which only its account can.
+    #[arg(long = "token", env = "COOP_METRICS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The running cluster's folder (its `--state-dir`), for its token.
+    #[arg(
+        long = "state-dir",
+        env = "COOP_CLUSTER_DIR",
+        default_value = "./coop-cluster"
+    )]
+    pub state_dir: PathBuf,
+}
+
+/// The file in the cluster's folder that holds its token (mode 0600).
+pub const TOKEN_FILE: &str = "control.token";
+
+impl ControlArgs {
+    /// The token to send: as given, or the running cluster's.
+    pub fn token(&self) -> anyhow::Result<String> {
+        if let Some(token) = self
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(token.to_owned());
+        }
+        let path = self.state_dir.join(TOKEN_FILE);
+        std::fs::read_to_string(&path)
+            .map(|token| token.trim().to_owned())
+            .map_err(|err| {
+                anyhow::anyhow!(
+                    "could not read the cluster's token from {} ({err}): give the cluster's \
+                     folder with --state-dir (COOP_CLUSTER_DIR), or its token with --token \
+                     (COOP_METRICS_TOKEN)",
+                    path.display()
+                )
+            })
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -94,17 +133,23 @@ pub struct ClusterArgs {
     pub start_timeout: std::time::Duration,
 
     /// PostgreSQL primary (required: the cluster shares one database).
-    #[arg(long = "database-url", env = "COOP_DATABASE_URL")]
+    #[arg(
+        long = "database-url",
+        env = "COOP_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 
     /// Redis (required: sessions, cache and invalidations are shared).
-    #[arg(long = "redis-url", env = "COOP_REDIS_URL")]
+    #[arg(long = "redis-url", env = "COOP_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
     /// The bearer token the members ask of whoever scrapes their `/metrics`
-    /// (given to them as COOP_METRICS_TOKEN; the auto-scaler sends it). Set
-    /// it to scrape the members with your own Prometheus too; otherwise each
-    /// run makes up one of its own.
+    /// (given to them as COOP_METRICS_TOKEN; the auto-scaler sends it), and
+    /// the control API of whoever calls it. Set it to scrape with your own
+    /// Prometheus too; otherwise each run makes up one of its own. Either
+    /// way it is written to `control.token` in the cluster's folder (0600),
+    /// where `coop cluster status` and `restart` find it.
     #[arg(
         long = "metrics-token",
         env = "COOP_METRICS_TOKEN",

@@ -6,6 +6,11 @@
 //! - `POST /restart`: a rolling restart; answers when it is done.
 //! - `GET /metrics`: the supervisor's own Prometheus metrics (scaler decisions,
 //!   members by state, reloads).
+//!
+//! Every route asks for the cluster's token (`Authorization: Bearer`, the
+//! token in `control.token`): loopback is not a boundary, since any local
+//! process, and any web page a browser on this host opens, can send a POST
+//! to 127.0.0.1.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +52,10 @@ pub async fn serve(
                 }
             }),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            cluster.clone(),
+            require_token,
+        ))
         .with_state(cluster);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -56,6 +65,40 @@ pub async fn serve(
     if let Err(err) = result {
         tracing::error!(error = %err, "the control API stopped");
     }
+}
+
+async fn require_token(
+    State(cluster): State<Arc<Cluster>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let sent = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let expected = cluster.token().as_bytes();
+    // Compared in constant time: the answer's timing says nothing of the token.
+    let matches = sent.is_some_and(|sent| {
+        sent.len() == expected.len()
+            && sent
+                .bytes()
+                .zip(expected)
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    });
+    if !matches {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": {
+                "code": "token_required",
+                "message": "send the cluster's token as `Authorization: Bearer <token>`; \
+                            it is in control.token in the cluster's folder",
+            }})),
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 async fn status(State(cluster): State<Arc<Cluster>>) -> Response {
@@ -90,13 +133,24 @@ fn unreachable(args: &ControlArgs, err: reqwest::Error) -> anyhow::Error {
 
 /// `coop cluster status`.
 pub async fn print_status(args: &ControlArgs) -> anyhow::Result<()> {
+    let token = args.token()?;
     let response = reqwest::Client::new()
         .get(control_url(args, "/status"))
+        .bearer_auth(&token)
         .timeout(Duration::from_secs(5))
         .send()
         .await
         .map_err(|e| unreachable(args, e))?;
+    let ok = response.status().is_success();
     let status: Value = response.json().await.context("reading the status")?;
+    if !ok {
+        bail!(
+            "{}",
+            status["error"]["message"]
+                .as_str()
+                .unwrap_or("the cluster refused the request")
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
@@ -108,8 +162,10 @@ pub async fn print_status(args: &ControlArgs) -> anyhow::Result<()> {
 /// `coop cluster restart`.
 pub async fn request_restart(args: &ControlArgs) -> anyhow::Result<()> {
     eprintln!("rolling restart: replacing each instance and worker in turn…");
+    let token = args.token()?;
     let response = reqwest::Client::new()
         .post(control_url(args, "/restart"))
+        .bearer_auth(&token)
         .timeout(Duration::from_secs(3600))
         .send()
         .await

@@ -81,6 +81,35 @@ fn random_token() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Writes the cluster's token where `coop cluster status` and `restart`
+/// find it, readable by this account only (a file left by an earlier run is
+/// replaced, never written through: it could be a link someone else made).
+fn write_token_file(state_dir: &std::path::Path, token: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = state_dir.join(super::args::TOKEN_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("replacing {}", path.display())),
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing the cluster's token to {}", path.display()))?;
+    file.write_all(token.as_bytes())?;
+    Ok(())
+}
+
+/// The cluster's token, for the control API to check.
+impl Cluster {
+    pub fn token(&self) -> &str {
+        &self.metrics_token
+    }
+}
+
 /// Runs the cluster until `shutdown`, then stops nginx (finishing requests in
 /// flight) and every member. `control` serves the control API on the listener
 /// bound to `--control` until its stop flag turns true (the caller passes
@@ -117,6 +146,7 @@ where
         Some(token) if !token.is_empty() => token.to_owned(),
         _ => random_token()?,
     };
+    write_token_file(&settings.state_dir, &metrics_token)?;
     let mut env = vec![
         (
             "COOP_DATABASE_URL".to_owned(),
