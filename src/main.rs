@@ -43,7 +43,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
+    coop_runtime::files::create_private_files();
+    let cli = parse_arguments();
     let result = match cli.command {
         None => serve(cli.config).await,
         Some(Command::Serve(config)) => serve(config).await,
@@ -66,6 +67,24 @@ async fn main() {
     if let Err(err) = result {
         eprintln!("coop: {err:#}");
         std::process::exit(1);
+    }
+}
+
+/// The command line, or its error (or `--help`) printed with any URL's
+/// password hidden: clap quotes the value it could not parse, and
+/// `COOP_DATABASE_URL` may hold one.
+fn parse_arguments() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let text = coop_runtime::values::redact_credentials(&err.render().to_string());
+            if err.use_stderr() {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
+            std::process::exit(err.exit_code());
+        }
     }
 }
 

@@ -161,3 +161,87 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
+
+/// A configuration error quotes the value it could not use, and `--help`
+/// shows where settings come from: neither prints a password.
+#[test]
+fn configuration_errors_and_help_never_print_a_password() {
+    let secret = "hunter2-secret";
+    let (code, stderr) = run_with_env(
+        &[(
+            "COOP_DATABASE_URL",
+            &format!("postgres://coop:{secret}@db.example:notaport/coop"),
+        )],
+        &["serve"],
+    );
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("COOP_DATABASE_URL"), "{stderr}");
+    assert!(
+        !stderr.contains(secret),
+        "the password was printed: {stderr}"
+    );
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["cluster", "--help"],
+    ] {
+        let output = Command::new(BIN)
+            .args(args)
+            .env(
+                "COOP_DATABASE_URL",
+                format!("postgres://coop:{secret}@127.0.0.1:5432/coop"),
+            )
+            .env(
+                "COOP_REDIS_URL",
+                format!("redis://:{secret}@127.0.0.1:6379"),
+            )
+            .env("COOP_METRICS_TOKEN", format!("{secret}-token-0123456789"))
+            .output()
+            .expect("run coop --help");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{args:?}: {text}");
+        assert!(!text.contains(secret), "{args:?} printed a secret: {text}");
+    }
+}
+
+/// What Coop writes (its folder, the database, the outbox's emails with
+/// their invite links) is readable by its own account only, even in a
+/// folder someone made readable to all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_folder_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let backing = crate::support::Backing::new(crate::support::Tier::Sqlite).await;
+    let crate::support::Backing::Sqlite(dir) = &*backing else {
+        unreachable!()
+    };
+    let dir = dir.path().to_owned();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = crate::support::spawn_process(backing.clone(), &[("COOP_JOB_POLL", "50ms")]).await;
+    let c = app.coordinator().await;
+    app.family(&c.session, "The Smiths").await;
+    let outbox = dir.join("outbox");
+    let emails =
+        crate::support::eventually("an email in the outbox", Duration::from_secs(20), || {
+            let outbox = outbox.clone();
+            async move {
+                let files: Vec<_> = std::fs::read_dir(&outbox)
+                    .ok()?
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path())
+                    .collect();
+                (!files.is_empty()).then_some(files)
+            }
+        })
+        .await;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "the data folder");
+    assert_eq!(mode(&outbox), 0o700, "the outbox");
+    for file in [dir.join("coop.sqlite3"), dir.join("coop.sqlite3-wal")]
+        .into_iter()
+        .chain(emails)
+    {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+}

@@ -1,8 +1,9 @@
 //! What every Coop process needs, whatever it does (`coop serve`, `coop
 //! worker`, `coop cluster`): logging, the process-wide metrics registry, the
-//! shutdown signal, and the parsers for setting values (durations, switches)
+//! shutdown signal, private files, and the parsers for setting values (durations, switches)
 //! so every command reads `30s` or `on` the same way.
 
+pub mod files;
 mod metrics_registry;
 mod signals;
 pub mod telemetry;

@@ -77,3 +77,55 @@ mod tests {
         assert!(parse_bool("maybe").is_err());
     }
 }
+
+/// `text` with the password of every URL in it (`scheme://user:password@host`)
+/// replaced by `***`: for messages that quote what someone typed, such as
+/// a configuration error, which must not print a database password.
+pub fn redact_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        // The authority ends at the first '/', whitespace or quote.
+        let end = after
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..=colon]);
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redact_credentials;
+
+    #[test]
+    fn passwords_in_urls_are_hidden_and_the_rest_kept() {
+        assert_eq!(
+            redact_credentials(
+                "invalid value 'postgres://coop:s3cr3t@db:5432/coop' for --database-url"
+            ),
+            "invalid value 'postgres://coop:***@db:5432/coop' for --database-url"
+        );
+        assert_eq!(
+            redact_credentials("redis://:pw@cache:6379 and smtp://u:p@mail"),
+            "redis://:***@cache:6379 and smtp://u:***@mail"
+        );
+        assert_eq!(
+            redact_credentials("http://host:8080/x"),
+            "http://host:8080/x"
+        );
+        assert_eq!(redact_credentials("no url here"), "no url here");
+    }
+}

@@ -129,6 +129,10 @@ impl Db {
                             parent.display()
                         )
                     })?;
+                    // A folder (and database) made by an earlier version, or
+                    // by hand, may be readable by everyone: not any more.
+                    make_private(parent, 0o700);
+                    make_private(options.get_filename(), 0o600);
                 }
                 let pool = SqlitePoolOptions::new()
                     .max_connections(config.db_pool_size.min(8))
@@ -283,4 +287,19 @@ pub fn postgres_pool(config: &DatabaseSettings) -> PgPoolOptions {
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     err.as_database_error()
         .is_some_and(|db| db.is_unique_violation())
+}
+
+/// Tightens an existing file's or folder's mode to `mode` (best effort: a
+/// folder we do not own stays as it is, with a warning).
+fn make_private(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    if meta.permissions().mode() & 0o077 == 0 {
+        return;
+    }
+    if let Err(err) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        tracing::warn!(path = %path.display(), error = %err, "could not make it private to this account");
+    }
 }
