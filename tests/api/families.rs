@@ -159,6 +159,13 @@ async fn another_coops_family_does_not_exist(tier: Tier) {
         .send()
         .await;
     assert_eq!(update.status, StatusCode::NOT_FOUND);
+    // Its payments too: a 404, not an empty list (issue 15, finding 9).
+    let payments = app
+        .get(&format!("{path}/payments"))
+        .session(&ours.session)
+        .send()
+        .await;
+    assert_eq!(payments.status, StatusCode::NOT_FOUND, "{}", payments.text);
     assert_eq!(
         app.delete(&path).session(&ours.session).send().await.status,
         StatusCode::NOT_FOUND

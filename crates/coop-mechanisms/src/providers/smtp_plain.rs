@@ -89,7 +89,15 @@ impl PlainSmtp {
             if conn.has_broken() {
                 continue;
             }
-            if since.elapsed() < CHECK_AFTER_IDLE || conn.test_connected().await {
+            if since.elapsed() < CHECK_AFTER_IDLE {
+                return Some(conn);
+            }
+            // A server that stopped answering must not hold the job past
+            // COOP_PROVIDER_TIMEOUT: the check has the same bound as a send.
+            let alive = tokio::time::timeout(self.timeout, conn.test_connected())
+                .await
+                .unwrap_or(false);
+            if alive {
                 return Some(conn);
             }
         }
