@@ -18,7 +18,36 @@ both_tiers!(
     an_idle_keep_alive_connection_is_closed,
     connections_past_the_cap_wait_for_a_free_slot,
     metrics_are_served_only_where_the_operator_asks,
+    every_answer_carries_security_headers,
 );
+
+/// Issue 15, finding 9: not only pages carry security headers. A JSON
+/// answer (an error too), a feed or an asset gets the strictest policy; a
+/// page keeps its own; nothing may be framed.
+async fn every_answer_carries_security_headers(tier: Tier) {
+    let app = crate::support::spawn_app(tier).await;
+    for path in [
+        "/health",
+        "/api/v1/auth/me",
+        "/api/v1/nothing-here",
+        "/",
+        "/docs/",
+    ] {
+        let response = app.get(path).send().await;
+        let header = |name: &str| response.header(name).unwrap_or_default().to_owned();
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("referrer-policy"), "same-origin", "{path}");
+        let policy = header("content-security-policy");
+        assert!(
+            policy.contains("frame-ancestors 'none'"),
+            "{path}: {policy}"
+        );
+        if path.starts_with("/api/") || path == "/health" {
+            assert!(policy.starts_with("default-src 'none'"), "{path}: {policy}");
+        }
+    }
+}
 
 /// Issue 15, finding 1: a request's method used to become a label as sent, so
 /// a few requests with invented 300 KB methods grew `/metrics` by megabytes.

@@ -31,7 +31,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::{
-    MAX_BODY_BYTES, fallback, idempotency, metrics, rate_limit, read_after, same_origin, timeout,
+    MAX_BODY_BYTES, fallback, idempotency, metrics, rate_limit, read_after, same_origin,
+    security_headers, timeout,
 };
 use crate::state::AppState;
 
@@ -143,6 +144,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             timeout::limit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers::add,
         ))
         .layer(middleware::from_fn(metrics::track_requests))
         .layer(PropagateRequestIdLayer::x_request_id())

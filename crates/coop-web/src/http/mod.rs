@@ -11,6 +11,7 @@ pub mod rate_limit;
 pub mod read_after;
 pub mod same_origin;
 pub mod scrape;
+pub mod security_headers;
 pub mod serve;
 pub mod timeout;
 
