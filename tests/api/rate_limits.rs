@@ -18,7 +18,32 @@ both_tiers!(
     an_address_has_one_budget_whatever_it_forwards_unless_its_proxy_is_trusted,
     sign_ups_and_invite_acceptances_are_limited_too,
     a_burst_of_password_checks_past_the_pool_gets_503_with_retry_after,
+    a_session_past_its_api_budget_gets_429_and_others_go_on,
 );
+
+/// COOP_RATE_LIMIT_SESSION (off by default): one session's requests to the
+/// API have a budget of their own; another session's are not counted in it.
+async fn a_session_past_its_api_budget_gets_429_and_others_go_on(tier: Tier) {
+    let app = spawn_app_on(Backing::new(tier).await, &["--rate-limit-session", "5/1m"]).await;
+    let c = app.coordinator().await;
+    let other = app.login(&c.email, PASSWORD).await.session_token();
+    let me = |session: String| {
+        let app = &app;
+        async move { app.get("/api/v1/auth/me").session(&session).send().await }
+    };
+    // The coordinator helper's session was used once (by nothing yet).
+    for n in 1..=5 {
+        let answer = me(c.session.clone()).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "request {n}: {}",
+            answer.text
+        );
+    }
+    assert_limited(&me(c.session.clone()).await);
+    assert_eq!(me(other).await.status, StatusCode::OK, "another session");
+}
 
 fn assert_limited(answer: &TestResponse) {
     assert_eq!(

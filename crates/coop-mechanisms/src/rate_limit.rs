@@ -103,6 +103,14 @@ pub struct RateLimitSettings {
     #[arg(long = "rate-limit-sign-up", env = "COOP_RATE_LIMIT_SIGN_UP",
           value_name = "COOP_RATE_LIMIT_SIGN_UP", default_value = "60/1h", value_parser = Quota::parse)]
     pub sign_up_per_address: Quota,
+
+    /// Requests per session to the rest of the API (e.g. `600/1m`): a
+    /// budget for a signed-in client that misbehaves. Off by default: the
+    /// benchmarks drive tens of thousands of requests a second through one
+    /// session. Shared by all instances through Redis, like the others.
+    #[arg(long = "rate-limit-session", env = "COOP_RATE_LIMIT_SESSION",
+          value_name = "COOP_RATE_LIMIT_SESSION", value_parser = Quota::parse)]
+    pub per_session: Option<Quota>,
 }
 
 /// Whether an attempt may go ahead.

@@ -124,8 +124,14 @@ pub fn rules(settings: &RateLimitSettings) -> Vec<(&'static str, Quota)> {
         };
         rules.push((door.address_rule(), per_address));
     }
+    if let Some(per_session) = settings.per_session {
+        rules.push((SESSION_RULE, per_session));
+    }
     rules
 }
+
+/// The per-session budget's rule (COOP_RATE_LIMIT_SESSION).
+const SESSION_RULE: &str = "api_session";
 
 /// Adds the 429 answer to the operations behind a door, so the contract
 /// lists it (the handlers' annotations know nothing of this layer).
@@ -177,6 +183,17 @@ pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
 
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(door) = Door::of(request.method(), request.uri().path()) else {
+        // The rest of the API: a session's own budget, when one is set (the
+        // rule is absent otherwise, and the check allows at once).
+        if request.uri().path().starts_with("/api/")
+            && let Some(session) = super::session_token(request.headers())
+            && let Decision::Limited { retry_after } = state
+                .rate_limits
+                .check(SESSION_RULE, &coop_domain::token::hash(session))
+                .await
+        {
+            return too_many(true, retry_after);
+        }
         return next.run(request).await;
     };
     let api = request.uri().path().starts_with("/api/");
