@@ -40,7 +40,12 @@ async fn cookie_authenticated_writes_from_another_site_are_refused(tier: Tier) {
             .raw("application/x-www-form-urlencoded", "")
             .send()
             .await;
-        assert_eq!(forged.status, StatusCode::FORBIDDEN, "{header}: {}", forged.text);
+        assert_eq!(
+            forged.status,
+            StatusCode::FORBIDDEN,
+            "{header}: {}",
+            forged.text
+        );
         assert_eq!(forged.error_code(), "forbidden");
         assert_eq!(me().await, StatusCode::OK, "{header}: the session lives on");
     }
@@ -66,7 +71,11 @@ async fn cookie_authenticated_writes_from_another_site_are_refused(tier: Tier) {
         .send()
         .await;
     assert_eq!(own.status, StatusCode::CREATED, "{}", own.text);
-    let plain = app.post("/api/v1/auth/logout", &json!({})).session(&c.session).send().await;
+    let plain = app
+        .post("/api/v1/auth/logout", &json!({}))
+        .session(&c.session)
+        .send()
+        .await;
     assert_eq!(plain.status, StatusCode::NO_CONTENT);
     assert_eq!(me().await, StatusCode::UNAUTHORIZED);
 }
@@ -89,7 +98,11 @@ async fn an_unused_session_ends_and_a_busy_one_ends_at_its_lifetime(tier: Tier) 
     };
     // Unused for longer than the idle window: gone.
     tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
-    assert_eq!(me(c.session.clone()).await, StatusCode::UNAUTHORIZED, "idle");
+    assert_eq!(
+        me(c.session.clone()).await,
+        StatusCode::UNAUTHORIZED,
+        "idle"
+    );
     // Used every 0.6 s: alive past the idle window, until its lifetime.
     let busy = app.login(&c.email, &c.password).await.session_token();
     let started = std::time::Instant::now();
@@ -103,7 +116,11 @@ async fn an_unused_session_ends_and_a_busy_one_ends_at_its_lifetime(tier: Tier) 
         tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
-    assert_eq!(me(busy).await, StatusCode::UNAUTHORIZED, "past its lifetime");
+    assert_eq!(
+        me(busy).await,
+        StatusCode::UNAUTHORIZED,
+        "past its lifetime"
+    );
 }
 
 async fn login_sets_a_safe_cookie_and_me_answers(tier: Tier) {
@@ -233,10 +250,16 @@ async fn cookies_are_secure_when_configured() {
     // `__Host-`: the browser takes it only over HTTPS, for this host alone
     // (no Domain), for every path: a sibling subdomain cannot plant one.
     assert!(cookie.starts_with("__Host-coop_session="), "{cookie}");
-    assert!(cookie.contains("; Path=/") && !cookie.contains("Domain"), "{cookie}");
+    assert!(
+        cookie.contains("; Path=/") && !cookie.contains("Domain"),
+        "{cookie}"
+    );
     let me = app
         .get("/api/v1/auth/me")
-        .header("cookie", &format!("__Host-coop_session={}", login.session_token()))
+        .header(
+            "cookie",
+            &format!("__Host-coop_session={}", login.session_token()),
+        )
         .send()
         .await;
     assert_eq!(me.status, StatusCode::OK, "{}", me.text);

@@ -205,12 +205,13 @@ async fn session_tokens_are_never_stored_with_a_key(tier: Tier) {
 /// and the key's owner still gets their own answer.
 async fn a_strangers_reuse_of_an_anonymous_key_fails_nobody(tier: Tier) {
     let app = spawn_app(tier).await;
-    let sign_up = |email: String| {
-        json!({"name": "Co-op", "coordinator": {"name": "Ada", "email": email, "password": PASSWORD}})
-    };
+    let sign_up = |email: String| json!({"name": "Co-op", "coordinator": {"name": "Ada", "email": email, "password": PASSWORD}});
     let key = "shared-anonymous-key";
     let stranger = app
-        .post("/api/v1/coops", &sign_up(format!("{}@example.org", uuid::Uuid::new_v4().simple())))
+        .post(
+            "/api/v1/coops",
+            &sign_up(format!("{}@example.org", uuid::Uuid::new_v4().simple())),
+        )
         .header("idempotency-key", key)
         .send()
         .await;
@@ -222,8 +223,14 @@ async fn a_strangers_reuse_of_an_anonymous_key_fails_nobody(tier: Tier) {
         .send()
         .await;
     assert_eq!(owner.status, StatusCode::ACCEPTED, "{}", owner.text);
-    assert!(owner.header("idempotent-replayed").is_none(), "the owner's work ran");
-    assert_eq!(app.login(&owner_email, PASSWORD).await.status, StatusCode::OK);
+    assert!(
+        owner.header("idempotent-replayed").is_none(),
+        "the owner's work ran"
+    );
+    assert_eq!(
+        app.login(&owner_email, PASSWORD).await.status,
+        StatusCode::OK
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -448,7 +455,11 @@ async fn a_dead_owners_reservation_is_taken_over_once_its_lease_passes(tier: Tie
         "the work ran"
     );
     assert_eq!(raw.count("families").await, 1);
-    assert_eq!(raw.count("jobs WHERE kind <> 'signup_verification'").await, 3, "one enrollment's jobs");
+    assert_eq!(
+        raw.count("jobs WHERE kind <> 'signup_verification'").await,
+        3,
+        "one enrollment's jobs"
+    );
 
     let again = send().await;
     assert_eq!(again.status, StatusCode::CREATED);
@@ -517,7 +528,11 @@ async fn a_takeover_answers_with_the_family_the_dead_request_enrolled(tier: Tier
     let location = format!("/api/v1/families/{}", family["family_id"].as_str().unwrap());
     assert_eq!(answered.header("location"), Some(location.as_str()));
     assert_eq!(raw.count("families").await, 1, "nothing enrolled twice");
-    assert_eq!(raw.count("jobs WHERE kind <> 'signup_verification'").await, 3, "no second set of jobs");
+    assert_eq!(
+        raw.count("jobs WHERE kind <> 'signup_verification'").await,
+        3,
+        "no second set of jobs"
+    );
     let page = b
         .get("/api/v1/families")
         .session(&c.session)
@@ -650,7 +665,10 @@ async fn concurrent_takeovers_run_the_work_once(tier: Tier) {
         assert_eq!(response.error_code(), "request_in_progress");
     }
     assert_eq!(raw.count("families").await, 1);
-    assert_eq!(raw.count("jobs WHERE kind <> 'signup_verification'").await, 3);
+    assert_eq!(
+        raw.count("jobs WHERE kind <> 'signup_verification'").await,
+        3
+    );
 }
 
 /// The scenario with a real process and a real SIGKILL: the instance
@@ -719,7 +737,10 @@ async fn a_post_whose_instance_is_killed_after_commit_is_answered_by_another() {
     assert_eq!(answered.status, StatusCode::CREATED, "{}", answered.text);
     assert_eq!(answered.json()["email"], "killed@example.org");
     assert_eq!(raw.count("families").await, 1);
-    assert_eq!(raw.count("jobs WHERE kind <> 'signup_verification'").await, 3);
+    assert_eq!(
+        raw.count("jobs WHERE kind <> 'signup_verification'").await,
+        3
+    );
 }
 
 /// The fence itself, below HTTP: work under a claim that no longer owns its key
@@ -794,7 +815,7 @@ async fn work_under_a_lost_claim_cannot_commit(tier: Tier) {
         coop_services::jobs::signup_verification_job(coop, user, 3)
     })
     .await
-        .expect("no database error");
+    .expect("no database error");
     assert!(founded.is_none(), "a lost claim founds no co-op");
 
     assert_eq!(raw.count("families").await, 0);

@@ -386,7 +386,10 @@ async fn a_rejected_enrollment_leaves_no_jobs(tier: Tier) {
         "the committed enrollment's three jobs only: {jobs:?}"
     );
     // The emails wait for the founder's confirmation; the calendar does not.
-    assert!(jobs.iter().all(|j| j["state"] == "ready" || j["state"] == "held"));
+    assert!(
+        jobs.iter()
+            .all(|j| j["state"] == "ready" || j["state"] == "held")
+    );
 }
 
 async fn a_job_that_runs_out_of_attempts_is_dead_until_retried(tier: Tier) {

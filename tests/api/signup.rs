@@ -23,7 +23,14 @@ both_tiers!(
 async fn app_with_mail(backing: Arc<Backing>, sink: &SmtpSink) -> TestApp {
     spawn_app_on(
         backing,
-        &["--smtp-url", sink.url(), "--job-poll", "50ms", "--run-jobs", "on"],
+        &[
+            "--smtp-url",
+            sink.url(),
+            "--job-poll",
+            "50ms",
+            "--run-jobs",
+            "on",
+        ],
     )
     .await
 }
@@ -41,12 +48,18 @@ async fn the_answer_is_the_same_for_a_registered_email(tier: Tier) {
     let backing = Backing::new(tier).await;
     let app = app_with_mail(backing.clone(), &sink).await;
     let raw = RawDb::open(&backing).await;
-    let fresh = app.post("/api/v1/coops", &sign_up_body(&unique_email())).send().await;
+    let fresh = app
+        .post("/api/v1/coops", &sign_up_body(&unique_email()))
+        .send()
+        .await;
     let existing = app.verified_coordinator(&sink).await;
     let coops_before = raw.number("SELECT COUNT(*) FROM coops").await;
 
     let again = app
-        .post("/api/v1/coops", &sign_up_body(&existing.email.to_uppercase()))
+        .post(
+            "/api/v1/coops",
+            &sign_up_body(&existing.email.to_uppercase()),
+        )
         .send()
         .await;
     assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.text);
@@ -54,10 +67,22 @@ async fn the_answer_is_the_same_for_a_registered_email(tier: Tier) {
     assert_eq!(again.text, fresh.text, "the same answer, word for word");
     assert_eq!(raw.number("SELECT COUNT(*) FROM coops").await, coops_before);
     // The address's owner hears of it; the account is untouched.
-    let notice = sink.take_mail_to(&existing.email, Duration::from_secs(20)).await;
-    assert_eq!(notice.subject.as_deref(), Some("You already have a Coop account"));
-    assert!(notice.body().contains("/forgot-password"), "{}", notice.body());
-    assert!(!notice.body().contains("Riverside"), "no text of the sign-up's own");
+    let notice = sink
+        .take_mail_to(&existing.email, Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        notice.subject.as_deref(),
+        Some("You already have a Coop account")
+    );
+    assert!(
+        notice.body().contains("/forgot-password"),
+        "{}",
+        notice.body()
+    );
+    assert!(
+        !notice.body().contains("Riverside"),
+        "no text of the sign-up's own"
+    );
     let login = app.login(&existing.email, PASSWORD).await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.text);
 }
@@ -83,7 +108,11 @@ async fn an_unconfirmed_coops_invites_wait_for_the_confirmation(tier: Tier) {
     // are listed as held.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(sink.count(), 0, "{:?}", sink.messages());
-    let jobs = app.get("/api/v1/admin/jobs").session(&c.session).send().await;
+    let jobs = app
+        .get("/api/v1/admin/jobs")
+        .session(&c.session)
+        .send()
+        .await;
     assert_eq!(jobs.status, StatusCode::OK, "{}", jobs.text);
     let welcome = jobs.json()["items"]
         .as_array()
@@ -102,7 +131,9 @@ async fn an_unconfirmed_coops_invites_wait_for_the_confirmation(tier: Tier) {
         .await;
     assert_eq!(verified.status, StatusCode::NO_CONTENT, "{}", verified.text);
     // Held, not lost: the welcome goes out now.
-    let welcome = sink.take_mail_to(&family_email, Duration::from_secs(20)).await;
+    let welcome = sink
+        .take_mail_to(&family_email, Duration::from_secs(20))
+        .await;
     assert!(welcome.body().contains("/accept-invite#token="));
     // A second use of the link is fine: the address is confirmed.
     let again = app
@@ -119,9 +150,16 @@ async fn a_founder_who_lost_the_link_gets_a_new_one(tier: Tier) {
     let raw = RawDb::open(&backing).await;
     let c = app.coordinator().await;
     let _lost = sink.take_mail_to(&c.email, Duration::from_secs(20)).await;
-    let again = app.post("/api/v1/coops", &sign_up_body(&c.email)).send().await;
+    let again = app
+        .post("/api/v1/coops", &sign_up_body(&c.email))
+        .send()
+        .await;
     assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.text);
-    assert_eq!(raw.number("SELECT COUNT(*) FROM coops").await, 1, "no second co-op");
+    assert_eq!(
+        raw.number("SELECT COUNT(*) FROM coops").await,
+        1,
+        "no second co-op"
+    );
     let second = sink.take_mail_to(&c.email, Duration::from_secs(20)).await;
     let verified = app
         .post(
@@ -141,10 +179,15 @@ async fn an_invite_frees_an_address_an_unconfirmed_founder_took(tier: Tier) {
     let real = app.verified_coordinator(&sink).await;
     let family = app.family(&real.session, "The Smiths").await;
     let family_email = family["email"].as_str().unwrap().to_owned();
-    let welcome = sink.take_mail_to(&family_email, Duration::from_secs(20)).await;
+    let welcome = sink
+        .take_mail_to(&family_email, Duration::from_secs(20))
+        .await;
     // Someone else founds a co-op with the family's address first, and never
     // confirms it (they cannot: the mail goes to the family).
-    let squat = app.post("/api/v1/coops", &sign_up_body(&family_email)).send().await;
+    let squat = app
+        .post("/api/v1/coops", &sign_up_body(&family_email))
+        .send()
+        .await;
     assert_eq!(squat.status, StatusCode::ACCEPTED, "{}", squat.text);
     assert_eq!(raw.number("SELECT COUNT(*) FROM coops").await, 2);
 
@@ -185,7 +228,8 @@ async fn confirmation_links_are_checked(tier: Tier) {
     }
     let c = app.coordinator().await;
     let mail = sink.take_mail_to(&c.email, Duration::from_secs(20)).await;
-    raw.execute("UPDATE signup_verifications SET expires_at = 0").await;
+    raw.execute("UPDATE signup_verifications SET expires_at = 0")
+        .await;
     let expired = app
         .post(
             "/api/v1/auth/verify-email",
@@ -196,7 +240,8 @@ async fn confirmation_links_are_checked(tier: Tier) {
     assert_eq!(expired.status, StatusCode::GONE, "{}", expired.text);
     assert_eq!(expired.error_code(), "verification_expired");
     assert_eq!(
-        raw.number("SELECT COUNT(*) FROM coops WHERE verified_at IS NULL").await,
+        raw.number("SELECT COUNT(*) FROM coops WHERE verified_at IS NULL")
+            .await,
         1,
         "still unconfirmed"
     );

@@ -80,7 +80,9 @@ impl ReadPositions {
         let key = shared.key(token_hash);
         let answer = tokio::time::timeout(
             REDIS_WAIT,
-            redis::cmd("GET").arg(&key).query_async::<Option<u64>>(&mut conn),
+            redis::cmd("GET")
+                .arg(&key)
+                .query_async::<Option<u64>>(&mut conn),
         )
         .await;
         match answer {

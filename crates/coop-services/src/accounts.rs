@@ -8,10 +8,10 @@ use coop_mechanisms::hashing::Hasher;
 use coop_mechanisms::sessions::{SessionData, SessionStore};
 use coop_mechanisms::store::accounts::{self as account_store, EmailChangeOutcome, ResetOutcome};
 use coop_mechanisms::store::coops::{self, CreatedCoop, VerifyOutcome};
+use coop_mechanisms::store::families;
 use coop_mechanisms::store::idempotency::Claim;
 use coop_mechanisms::store::invites::{self, AcceptOutcome, NewFamilyUser};
 use coop_mechanisms::store::jobs::now_ms;
-use coop_mechanisms::store::families;
 use uuid::Uuid;
 
 use crate::{Caller, Error, Result};

@@ -340,7 +340,10 @@ impl Endpoint {
     /// [`Endpoint::coordinator`], confirmed the way a founder does it: the
     /// link from the confirmation email that `sink` received (taken out of
     /// the sink, so the test's own counts of mail leave it out).
-    pub async fn verified_coordinator(&self, sink: &super::fakes::smtp_sink::SmtpSink) -> Coordinator {
+    pub async fn verified_coordinator(
+        &self,
+        sink: &super::fakes::smtp_sink::SmtpSink,
+    ) -> Coordinator {
         let coordinator = self.coordinator().await;
         let mail = sink
             .take_mail_to(&coordinator.email, Duration::from_secs(20))

@@ -84,7 +84,12 @@ pub async fn record_queue_metrics(db: &crate::store::Db, kinds: &[&'static str])
             }
         };
     use crate::store::jobs::JobState;
-    for state in [JobState::Ready, JobState::Held, JobState::Running, JobState::Dead] {
+    for state in [
+        JobState::Ready,
+        JobState::Held,
+        JobState::Running,
+        JobState::Dead,
+    ] {
         for &kind in kinds {
             let count = stats
                 .depth

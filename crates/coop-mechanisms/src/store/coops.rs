@@ -113,7 +113,9 @@ pub async fn insert_signup_verification(
 
 pub enum VerifyOutcome {
     /// Confirmed now; its held jobs are due.
-    Verified { coop_id: Uuid },
+    Verified {
+        coop_id: Uuid,
+    },
     /// The co-op was confirmed before (another link, or this one).
     AlreadyVerified,
     Unknown,

@@ -210,11 +210,7 @@ impl Effects {
 
     /// Tells an account's owner that someone tried to start a co-op with
     /// its address; the sign-up answered as if the address were new.
-    async fn account_exists_notice(
-        &self,
-        job: &JobRow,
-        user_id: Uuid,
-    ) -> Result<Outcome, Outcome> {
+    async fn account_exists_notice(&self, job: &JobRow, user_id: Uuid) -> Result<Outcome, Outcome> {
         if store::jobs::effect_done(&self.db, &job.key).await? {
             return Ok(Outcome::Done);
         }

@@ -143,9 +143,8 @@ pub(crate) fn session_response(
 pub(crate) fn session_cookie(token: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
     let name = session_cookie_name(secure);
     let secure = if secure { "; Secure" } else { "" };
-    let cookie = format!(
-        "{name}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
-    );
+    let cookie =
+        format!("{name}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}");
     // Tokens are URL-safe base64, so the value is always a valid header.
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

@@ -64,11 +64,7 @@ use crate::state::AppState;
 pub const HEADER: &str = "idempotency-key";
 const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// Response headers worth replaying; the rest (date, length) are regenerated.
-const REPLAYED_HEADERS: &[HeaderName] = &[
-    header::CONTENT_TYPE,
-    header::LOCATION,
-    header::ETAG,
-];
+const REPLAYED_HEADERS: &[HeaderName] = &[header::CONTENT_TYPE, header::LOCATION, header::ETAG];
 
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST || !req.headers().contains_key(HEADER) {

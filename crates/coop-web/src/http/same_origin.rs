@@ -71,12 +71,27 @@ mod tests {
     fn browsers_say_where_a_request_comes_from() {
         let host = ("host", "coop.example.org");
         assert!(!cross_site(&headers(&[host])), "no browser headers: curl");
-        assert!(!cross_site(&headers(&[host, ("sec-fetch-site", "same-origin")])));
+        assert!(!cross_site(&headers(&[
+            host,
+            ("sec-fetch-site", "same-origin")
+        ])));
         assert!(!cross_site(&headers(&[host, ("sec-fetch-site", "none")])));
-        assert!(cross_site(&headers(&[host, ("sec-fetch-site", "cross-site")])));
-        assert!(cross_site(&headers(&[host, ("sec-fetch-site", "same-site")])));
-        assert!(!cross_site(&headers(&[host, ("origin", "https://coop.example.org")])));
-        assert!(cross_site(&headers(&[host, ("origin", "https://evil.example")])));
+        assert!(cross_site(&headers(&[
+            host,
+            ("sec-fetch-site", "cross-site")
+        ])));
+        assert!(cross_site(&headers(&[
+            host,
+            ("sec-fetch-site", "same-site")
+        ])));
+        assert!(!cross_site(&headers(&[
+            host,
+            ("origin", "https://coop.example.org")
+        ])));
+        assert!(cross_site(&headers(&[
+            host,
+            ("origin", "https://evil.example")
+        ])));
         assert!(cross_site(&headers(&[host, ("origin", "null")])));
         assert!(cross_site(&headers(&[
             ("host", "127.0.0.1:8080"),

@@ -198,7 +198,10 @@ impl SmtpSink {
         loop {
             {
                 let mut mails = self.shared.mails.lock().unwrap();
-                if let Some(at) = mails.iter().position(|m| m.to.iter().any(|to| to == address)) {
+                if let Some(at) = mails
+                    .iter()
+                    .position(|m| m.to.iter().any(|to| to == address))
+                {
                     let mail = mails.remove(at);
                     self.shared.count.send_replace(mails.len());
                     return mail;
