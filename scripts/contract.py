@@ -136,7 +136,7 @@ def sign_in(base, data_dir):
     }, cookie=coordinator_session), 201)
     token = invite_token(data_dir / "outbox", time.monotonic() + 30)
     _, headers, _ = expect("accepting the invite", call(
-        base, "POST", "/api/v1/auth/accept-invite", {"token": token, "password": PASSWORD}), 200)
+        base, "POST", "/api/v1/auth/accept-invite", {"token": token, "password": PASSWORD}), 201)
     return coordinator_session, session_of(headers)
 
 
@@ -144,13 +144,14 @@ def fuzz(st, base, role, session, args, report_dir):
     command = [
         st, "--config-file", str(CONFIG), "run", f"{base}/api/v1/openapi.json",
         "--checks", "all",
-        "--header", f"Cookie: coop_session={session}",
         "--max-examples", str(args.max_examples),
         "--seed", str(args.seed),
         "--workers", str(args.workers),
         "--request-timeout", "30",
         "--generation-database", "none",
         "--no-color",
+        # The sessions are throwaway; the offending values are the point.
+        "--output-sanitize", "false",
         "--report", "junit",
         "--report-junit-path", str(report_dir / f"{args.tier}-{role}.xml"),
     ]
@@ -158,11 +159,14 @@ def fuzz(st, base, role, session, args, report_dir):
     # of these paths has only the one (POST) operation.
     for _, path in SESSION_ENDING:
         command += ["--exclude-path", path]
-    shown = ["Cookie: coop_session=…" if "coop_session" in c else c for c in command[1:]]
-    log(f"{args.tier} tier, {role} session: st {' '.join(shown)}")
+    log(f"{args.tier} tier, {role} session: st {' '.join(command[1:])}")
+    # contract.toml hands the session to schemathesis as the `session`
+    # security scheme's cookie, so it knows which parameter is the
+    # credential (and checks that operations refuse a request without it).
+    env = dict(os.environ, COOP_CONTRACT_SESSION=session)
     started = time.monotonic()
     try:
-        result = subprocess.run(command, timeout=args.timeout)
+        result = subprocess.run(command, timeout=args.timeout, env=env)
         code = result.returncode
     except subprocess.TimeoutExpired:
         log(f"schemathesis did not finish within {args.timeout} s")
@@ -179,7 +183,11 @@ def main():
     parser.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
     parser.add_argument("--max-examples", type=int, default=10)
-    parser.add_argument("--workers", default="2")
+    # One worker: with two, CPython 3.11's `ast` module, which Hypothesis
+    # calls from each worker thread to describe its strategies, fails now and
+    # then with "AST constructor recursion depth mismatch" (a race in the
+    # interpreter, not a finding).
+    parser.add_argument("--workers", default="1")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("COOP_CONTRACT_SEED", "0")) or secrets.randbelow(2**31))
     parser.add_argument("--timeout", type=int, default=240, help="seconds one schemathesis run may take")
     parser.add_argument("--report-dir", default="target/contract")

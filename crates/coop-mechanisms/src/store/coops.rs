@@ -46,7 +46,7 @@ pub async fn create_coop(
     };
     let at = now();
     with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         if let Some(claim) = claim {
             let resource = idempotency::resource(&[created.coop_id, created.coordinator_id]);
             if !crate::record_idempotent_work!(tx, claim, &resource)? {

@@ -31,7 +31,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::{
-    MAX_BODY_BYTES, fallback, idempotency, metrics, rate_limit, read_after, timeout,
+    MAX_BODY_BYTES, fallback, idempotency, metrics, rate_limit, read_after, shared_responses,
+    timeout,
 };
 use crate::state::AppState;
 
@@ -90,6 +91,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     let mut document = document;
     rate_limit::document(&mut document);
+    shared_responses::document(&mut document);
     (router, document)
 }
 

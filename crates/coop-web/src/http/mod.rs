@@ -11,6 +11,7 @@ pub mod rate_limit;
 pub mod read_after;
 pub mod scrape;
 pub mod serve;
+pub mod shared_responses;
 pub mod timeout;
 
 /// The session cookie's name.
