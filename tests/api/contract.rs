@@ -41,8 +41,13 @@ fn updating_a_family_documents_malformed_json_and_a_taken_email() {
     // 409 `email_taken` without documenting them.
     let doc = document();
     let put = statuses(&doc, "put", "/api/v1/families/{id}");
-    for status in ["400", "401", "404", "409", "412", "413", "415", "422", "503"] {
-        assert!(put.contains(&status.to_owned()), "PUT families/{{id}} lacks {status}: {put:?}");
+    for status in [
+        "400", "401", "404", "409", "412", "413", "415", "422", "503",
+    ] {
+        assert!(
+            put.contains(&status.to_owned()),
+            "PUT families/{{id}} lacks {status}: {put:?}"
+        );
     }
 }
 
@@ -90,15 +95,24 @@ fn request_schemas_require_what_the_handlers_require() {
         "{coordinator}"
     );
     assert_eq!(coordinator["properties"]["email"]["format"], json!("email"));
-    assert_eq!(coordinator["properties"]["password"]["minLength"], json!(10));
+    assert_eq!(
+        coordinator["properties"]["password"]["minLength"],
+        json!(10)
+    );
     let payment = &schemas["PaymentInput"];
     assert_eq!(
         payment["required"],
         json!(["amount_cents", "description"]),
         "{payment}"
     );
-    assert_eq!(payment["properties"]["amount_cents"]["type"], json!("integer"));
-    assert_eq!(payment["properties"]["amount_cents"]["maximum"], json!(10_000_000));
+    assert_eq!(
+        payment["properties"]["amount_cents"]["type"],
+        json!("integer")
+    );
+    assert_eq!(
+        payment["properties"]["amount_cents"]["maximum"],
+        json!(10_000_000)
+    );
 }
 
 /// Every operation that does not list `session` security must answer without

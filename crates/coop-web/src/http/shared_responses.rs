@@ -102,7 +102,10 @@ fn add_shared(operation: &mut Operation, method: &str, path: &str, public: bool)
             "400",
             "The body is not JSON (`malformed_json`) or could not be read (`unreadable_body`)",
         );
-        add("413", "The body is larger than 64 KiB (`payload_too_large`)");
+        add(
+            "413",
+            "The body is larger than 64 KiB (`payload_too_large`)",
+        );
         add(
             "415",
             "The body is not sent as `Content-Type: application/json` (`unsupported_media_type`)",
@@ -114,10 +117,7 @@ fn add_shared(operation: &mut Operation, method: &str, path: &str, public: bool)
         );
     }
     if !public {
-        add(
-            "401",
-            "No valid session: log in first (`unauthenticated`)",
-        );
+        add("401", "No valid session: log in first (`unauthenticated`)");
     }
     if method == "post" {
         add(
@@ -164,7 +164,10 @@ fn add_shared(operation: &mut Operation, method: &str, path: &str, public: bool)
         operation
             .security
             .get_or_insert_with(Vec::new)
-            .push(SecurityRequirement::new(SESSION_SCHEME, Vec::<String>::new()));
+            .push(SecurityRequirement::new(
+                SESSION_SCHEME,
+                Vec::<String>::new(),
+            ));
     }
     for parameter in operation.parameters.iter_mut().flatten() {
         if is_if_match(parameter) {
