@@ -57,22 +57,6 @@ fn sqlite_busy(code: i32) -> bool {
     matches!(code & 0xff, 5 | 6)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::sqlite_busy;
-
-    #[test]
-    fn extended_sqlite_busy_codes_are_outages_and_constraints_are_not() {
-        for busy in [5, 6, 261, 262, 517, 773] {
-            assert!(sqlite_busy(busy), "{busy}");
-        }
-        // SQLITE_CONSTRAINT_UNIQUE (2067) and SQLITE_CONSTRAINT (19).
-        for other in [19, 2067, 1, 11] {
-            assert!(!sqlite_busy(other), "{other}");
-        }
-    }
-}
-
 /// `result.on_unique(|| conflict)`: turns a unique-constraint violation into
 /// the caller's own error in one line, and every other error into its
 /// classified form.
@@ -92,6 +76,22 @@ impl<T> OnUnique<T> for Result<T, StoreError> {
             Err(StoreError::UniqueViolation(_)) => Err(conflict()),
             Err(other) => Err(other.into()),
             Ok(value) => Ok(value),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_busy;
+
+    #[test]
+    fn extended_sqlite_busy_codes_are_outages_and_constraints_are_not() {
+        for busy in [5, 6, 261, 262, 517, 773] {
+            assert!(sqlite_busy(busy), "{busy}");
+        }
+        // SQLITE_CONSTRAINT_UNIQUE (2067) and SQLITE_CONSTRAINT (19).
+        for other in [19, 2067, 1, 11] {
+            assert!(!sqlite_busy(other), "{other}");
         }
     }
 }
