@@ -6,6 +6,7 @@
 # Missing services fail the run with a message naming them; nothing is skipped:
 # the `full-suite` feature turns on the minutes-long suites (coop cluster,
 # streaming replicas, killed processes) that a plain `cargo test` leaves out.
+# Then scripts/contract.sh fuzzes the API against its OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,4 +81,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 1
 fi
 
-exec cargo test --locked --workspace --features full-suite "$@"
+# schemathesis (PyPI, pinned) for the contract fuzzing below; installed now
+# so that a missing piece stops the run before the long suites.
+scripts/contract.sh --setup
+
+cargo test --locked --workspace --features full-suite "$@"
+
+# The API contract, fuzzed on both tiers: any 5xx, undocumented status or
+# answer that breaks the OpenAPI document fails the run.
+scripts/contract.sh --features full-suite

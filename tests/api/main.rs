@@ -15,6 +15,7 @@ mod support;
 mod accounts;
 mod auth;
 mod cache;
+mod contract;
 mod coops;
 mod courses;
 mod edge;

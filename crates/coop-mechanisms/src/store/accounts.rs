@@ -30,7 +30,7 @@ pub async fn set_password(
     keep_session: Option<&str>,
 ) -> Result<Vec<String>, sqlx::Error> {
     with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
             .bind(user_id)
             .bind(password_hash)
@@ -90,7 +90,7 @@ pub async fn redeem_reset(
 ) -> Result<ResetOutcome, sqlx::Error> {
     let now = now_ms();
     with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let row: Option<(Uuid, i64, Option<i64>)> = sqlx::query_as(
             "SELECT user_id, expires_at, used_at FROM password_resets WHERE token_hash = $1",
         )
@@ -186,7 +186,7 @@ pub async fn confirm_email_change(
     let now = now_ms();
     let at = coop_domain::clock::now();
     with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let row: Option<(Uuid, String, i64, Option<i64>)> = sqlx::query_as(
             "SELECT user_id, new_email, expires_at, used_at FROM email_changes WHERE token_hash = $1",
         )

@@ -53,7 +53,7 @@ pub async fn create(
 ) -> Result<(), sqlx::Error> {
     let at = coop_domain::clock::now();
     with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         sqlx::query(
             "INSERT INTO announcements (id, coop_id, class_id, subject, body, author_id, recipients, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)",
@@ -123,7 +123,7 @@ pub async fn fan_out_batch(
 ) -> Result<usize, sqlx::Error> {
     let at_ms = coop_domain::clock::now_ms();
     with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let found: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(
             "SELECT coop_id, class_id FROM announcements WHERE id = $1",
         )

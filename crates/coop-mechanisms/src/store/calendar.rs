@@ -33,7 +33,7 @@ pub async fn insert_all(
 ) -> Result<(), sqlx::Error> {
     let at = now_ms();
     with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         for event in events {
             sqlx::query(
                 "INSERT INTO calendar_events (id, coop_id, family_id, key, summary, description, starts_on, created_at) \

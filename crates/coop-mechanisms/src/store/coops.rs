@@ -55,7 +55,7 @@ pub async fn create_coop(
     let job = verification(created.coop_id, created.coordinator_id);
     let at = now();
     with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         if let Some(claim) = claim {
             let resource = idempotency::resource(&[created.coop_id, created.coordinator_id]);
             if !crate::record_idempotent_work!(tx, claim, &resource)? {
@@ -127,7 +127,7 @@ pub enum VerifyOutcome {
 pub async fn verify_signup(db: &Db, token_hash: &str) -> Result<VerifyOutcome, sqlx::Error> {
     let now = now_ms();
     with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let row: Option<(Uuid, i64, Option<i64>)> = sqlx::query_as(
             "SELECT s.coop_id, s.expires_at, c.verified_at FROM signup_verifications s \
              JOIN coops c ON c.id = s.coop_id WHERE s.token_hash = $1",

@@ -26,15 +26,6 @@ use super::courses::{CLASS_COLUMNS, ClassRow};
 use super::jobs::NewJob;
 use crate::with_conn;
 
-/// `BEGIN` that takes the write lock at once on SQLite: a transaction that
-/// reads and then writes could otherwise fail to upgrade its lock.
-fn begin_write(db: &Db) -> &'static str {
-    match db {
-        Db::Postgres(..) => "BEGIN",
-        Db::Sqlite(..) => "BEGIN IMMEDIATE",
-    }
-}
-
 /// Row lock for a read inside a write transaction (SQLite's is the whole database).
 fn for_update(db: &Db) -> &'static str {
     match db {
@@ -255,7 +246,7 @@ pub async fn enroll(db: &Db, req: &Enroll<'_>) -> Result<EnrollOutcome, sqlx::Er
         "SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE class_id = $1 AND child_id = $2"
     );
     let decided = with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin_with(&mut *conn, begin_write(db)).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         // The child's lock serializes this child's enrollments (the conflict check).
         let Some(child) = sqlx::query_as::<_, LockedChild>(&child_sql)
             .bind(req.coop_id)
@@ -466,7 +457,7 @@ pub async fn drop(db: &Db, req: &Drop<'_>) -> Result<DropOutcome, sqlx::Error> {
         "SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE class_id = $1 AND child_id = $2"
     );
     with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin_with(&mut *conn, begin_write(db)).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let Some(class) = sqlx::query_as::<_, ClassRow>(&class_sql)
             .bind(req.coop_id)
             .bind(req.class_id)
@@ -607,7 +598,7 @@ pub async fn update_class(
     let class_sql =
         format!("SELECT {CLASS_COLUMNS} FROM classes WHERE coop_id = $1 AND id = $2{lock}");
     with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin_with(&mut *conn, begin_write(db)).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let Some(class) = sqlx::query_as::<_, ClassRow>(&class_sql)
             .bind(coop_id)
             .bind(id)

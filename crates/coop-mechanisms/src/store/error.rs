@@ -40,10 +40,21 @@ fn is_outage(err: &sqlx::Error) -> bool {
     // SQLite "database is busy/locked" and PostgreSQL "too many connections"
     // are transient too: retry later.
     super::is_connection_error(err)
-        || err
-            .as_database_error()
-            .and_then(|db| db.code())
-            .is_some_and(|code| matches!(code.as_ref(), "5" | "6" | "53300"))
+        || err.as_database_error().is_some_and(|db| {
+            let code = db.code();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                code.and_then(|c| c.parse().ok()).is_some_and(sqlite_busy)
+            } else {
+                code.as_deref() == Some("53300")
+            }
+        })
+}
+
+/// SQLite reports extended result codes (517 is SQLITE_BUSY_SNAPSHOT, 261
+/// SQLITE_BUSY_RECOVERY, 262 SQLITE_LOCKED_SHAREDCACHE); the low byte is the
+/// primary code, BUSY (5) or LOCKED (6) for all of them.
+fn sqlite_busy(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6)
 }
 
 /// `result.on_unique(|| conflict)`: turns a unique-constraint violation into
@@ -65,6 +76,22 @@ impl<T> OnUnique<T> for Result<T, StoreError> {
             Err(StoreError::UniqueViolation(_)) => Err(conflict()),
             Err(other) => Err(other.into()),
             Ok(value) => Ok(value),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_busy;
+
+    #[test]
+    fn extended_sqlite_busy_codes_are_outages_and_constraints_are_not() {
+        for busy in [5, 6, 261, 262, 517, 773] {
+            assert!(sqlite_busy(busy), "{busy}");
+        }
+        // SQLITE_CONSTRAINT_UNIQUE (2067) and SQLITE_CONSTRAINT (19).
+        for other in [19, 2067, 1, 11] {
+            assert!(!sqlite_busy(other), "{other}");
         }
     }
 }

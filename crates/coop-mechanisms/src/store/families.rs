@@ -170,7 +170,7 @@ pub async fn insert(
         }
         Db::Sqlite(pool, endpoint) => {
             let mut conn = super::acquire(pool, endpoint).await?;
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
             if let Some(claim) = claim
                 && !crate::record_idempotent_work!(tx, claim, &idempotency::resource(&[row.id]))?
             {
@@ -280,7 +280,7 @@ pub async fn update(
          WHERE coop_id = $5 AND id = $6 AND ($7 OR version = $8) RETURNING {COLUMNS}"
     );
     let updated = with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let before: Option<String> =
             sqlx::query_scalar("SELECT email FROM families WHERE coop_id = $1 AND id = $2")
                 .bind(coop_id)
@@ -356,7 +356,7 @@ pub async fn delete(
     const SQL: &str = "DELETE FROM families WHERE coop_id = $1 AND id = $2 AND ($3 OR version = $4) \
          AND NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.family_id = $2 AND e.state <> 'dropped')";
     let deleted = with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let deleted = sqlx::query(SQL)
             .bind(coop_id)
             .bind(id)

@@ -74,7 +74,7 @@ pub async fn accept(
 ) -> Result<AcceptOutcome, sqlx::Error> {
     let at = coop_domain::clock::now();
     with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let marked = sqlx::query(
             "UPDATE invites SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
         )

@@ -138,7 +138,7 @@ macro_rules! enqueue_job {
 /// Inserts jobs on their own (for tests and tools; writes use `enqueue_job!`).
 pub async fn enqueue(db: &Db, jobs: &[NewJob]) -> Result<(), sqlx::Error> {
     with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         for job in jobs {
             crate::enqueue_job!(tx, job)?;
         }

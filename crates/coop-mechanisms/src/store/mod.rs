@@ -44,6 +44,19 @@ pub enum Db {
     Sqlite(SqlitePool, Arc<Endpoint>),
 }
 
+/// `BEGIN` for a write transaction. On SQLite it takes the write lock at once
+/// (`IMMEDIATE`): a deferred transaction that reads and then writes cannot
+/// upgrade its lock once another connection has committed since its read
+/// (`SQLITE_BUSY_SNAPSHOT`, 517, which no busy timeout waits out), and the
+/// request failed. There is one writer at a time on SQLite anyway, so taking
+/// the lock first costs nothing; PostgreSQL locks rows as it goes.
+pub(crate) fn begin_write(db: &Db) -> &'static str {
+    match db {
+        Db::Postgres(..) => "BEGIN",
+        Db::Sqlite(..) => "BEGIN IMMEDIATE",
+    }
+}
+
 /// A database server as the health monitor sees it.
 #[derive(Debug)]
 pub struct Endpoint {

@@ -39,7 +39,7 @@ pub async fn create(
     claim: Option<&Claim>,
 ) -> Result<bool, sqlx::Error> {
     with_conn!(db, conn => {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         if let Some(claim) = claim
             && !crate::record_idempotent_work!(tx, claim, &idempotency::resource(&[payment.id]))?
         {

@@ -18,10 +18,11 @@ use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct ChangePassword {
-    #[schema(max_length = 1024)]
+    /// Any string; a wrong one is a 422.
+    #[schema(value_type = String, required = true)]
     pub current_password: Option<String>,
     /// 10 to 1024 characters.
-    #[schema(min_length = 10, max_length = 1024)]
+    #[schema(value_type = String, required = true, min_length = 10, max_length = 1024)]
     pub new_password: Option<String>,
 }
 
@@ -90,7 +91,8 @@ pub async fn logout_everywhere(
 
 #[derive(Deserialize, ToSchema)]
 pub struct ResetRequest {
-    #[schema(example = "ada@example.org", max_length = 254)]
+    /// Any string: the answer is the same whether or not it is an account's.
+    #[schema(value_type = String, required = true, example = "ada@example.org")]
     pub email: Option<String>,
 }
 
@@ -136,9 +138,10 @@ pub const RESET_REQUESTED: &str = "if this email belongs to an account, a link t
 #[derive(Deserialize, ToSchema)]
 pub struct ResetPassword {
     /// The `token` from the reset link in the email.
+    #[schema(value_type = String, required = true, pattern = "^[A-Za-z0-9_-]{1,256}$")]
     pub token: Option<String>,
     /// 10 to 1024 characters.
-    #[schema(min_length = 10, max_length = 1024)]
+    #[schema(value_type = String, required = true, min_length = 10, max_length = 1024)]
     pub password: Option<String>,
 }
 
@@ -186,9 +189,10 @@ pub fn reset_token(raw: &str) -> Result<String, String> {
 pub struct ChangeEmail {
     /// The account's password: changing where the account's mail goes
     /// needs it, even with a session.
-    #[schema(max_length = 1024)]
+    #[schema(value_type = String, required = true)]
     pub current_password: Option<String>,
-    #[schema(example = "ada@example.org", max_length = 254)]
+    #[schema(value_type = String, required = true, example = "ada@example.org",
+             format = Email, max_length = 254)]
     pub new_email: Option<String>,
 }
 
@@ -237,6 +241,7 @@ pub async fn change_email(
 #[derive(Deserialize, ToSchema)]
 pub struct ConfirmEmail {
     /// The `token` from the confirmation link sent to the new address.
+    #[schema(value_type = String, required = true, pattern = "^[A-Za-z0-9_-]{1,256}$")]
     pub token: Option<String>,
 }
 
@@ -266,6 +271,7 @@ pub async fn confirm_email(
 #[derive(Deserialize, ToSchema)]
 pub struct VerifyEmail {
     /// The `token` from the confirmation link sent when the co-op was started.
+    #[schema(value_type = String, required = true, pattern = "^[A-Za-z0-9_-]{1,256}$")]
     pub token: Option<String>,
 }
 

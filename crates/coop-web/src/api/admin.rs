@@ -20,12 +20,17 @@ use crate::state::AppState;
 const DEFAULT_LIMIT: u32 = 50;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobFilter {
     /// `ready`, `running`, `done` or `dead`.
+    #[param(value_type = JobStateName, required = false)]
     pub state: Option<String>,
     /// `welcome_email`, `coordinator_notice`, `calendar_events` or `charge_payment`.
+    #[param(value_type = String, required = false,
+            pattern = "^(welcome_email|coordinator_notice|calendar_events|charge_payment)$")]
     pub kind: Option<String>,
     /// 1–500, default 50.
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
 }
 

@@ -18,9 +18,14 @@ use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct AnnouncementInput {
-    #[schema(example = "Field trip on Friday", min_length = 1, max_length = 200)]
+    /// 1–200 characters on one line (trimmed; not only spaces).
+    #[schema(value_type = String, required = true, example = "Field trip on Friday",
+             min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub subject: Option<String>,
-    #[schema(min_length = 1, max_length = 20000)]
+    /// 1–20,000 characters (trimmed; line breaks and tabs allowed, no other
+    /// control characters).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 20000,
+             pattern = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$")]
     pub body: Option<String>,
     /// To this class's families only; omit for the whole co-op.
     #[schema(format = Uuid)]

@@ -18,9 +18,12 @@ use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
-    #[schema(example = "ada@example.org", max_length = 254)]
+    /// Any string: one that is no account's email is answered like a wrong
+    /// password (401).
+    #[schema(value_type = String, required = true, example = "ada@example.org")]
     pub email: Option<String>,
-    #[schema(max_length = 1024)]
+    /// Any string; a wrong one is a 401.
+    #[schema(value_type = String, required = true)]
     pub password: Option<String>,
 }
 

@@ -21,7 +21,9 @@ use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct ChildInput {
-    #[schema(example = "Emma", min_length = 1, max_length = 200)]
+    /// 1–200 characters (trimmed; not only spaces, no control characters).
+    #[schema(value_type = String, required = true, example = "Emma",
+             min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub first_name: Option<String>,
     /// `YYYY-MM-DD`; a birth date or a grade (or both) is required.
     #[schema(example = "2018-05-14", format = Date)]

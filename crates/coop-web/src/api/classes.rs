@@ -27,14 +27,15 @@ use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct MeetingJson {
-    /// `monday` … `sunday`.
-    #[schema(example = "monday")]
+    /// `monday` … `sunday` (its first three letters, in any case, are
+    /// accepted too).
+    #[schema(value_type = String, required = true, example = "monday", pattern = "^(monday|tuesday|wednesday|thursday|friday|saturday|sunday)$")]
     pub weekday: Option<String>,
     /// `HH:MM`, 24-hour, the co-op's local time.
-    #[schema(example = "09:30", pattern = "^[0-2][0-9]:[0-5][0-9]$")]
+    #[schema(value_type = String, required = true, example = "09:30", pattern = "^\\s*([01][0-9]|2[0-3]):[0-5][0-9]\\s*$")]
     pub starts_at: Option<String>,
     /// 5–720.
-    #[schema(value_type = Option<i64>, example = 60, minimum = 5, maximum = 720)]
+    #[schema(value_type = i64, required = true, example = 60, minimum = 5, maximum = 720)]
     pub minutes: Option<serde_json::Value>,
     #[schema(example = "Hall B", max_length = 100)]
     pub room: Option<String>,
@@ -42,12 +43,14 @@ pub struct MeetingJson {
 
 #[derive(Deserialize, ToSchema)]
 pub struct ClassInput {
-    #[schema(example = "Watercolor for beginners", min_length = 1, max_length = 200)]
+    /// 1–200 characters (trimmed; not only spaces, no control characters).
+    #[schema(value_type = String, required = true, example = "Watercolor for beginners",
+             min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub title: Option<String>,
     #[schema(max_length = 4000)]
     pub description: Option<String>,
     /// Seats: 1–10,000.
-    #[schema(value_type = i64, example = 12, minimum = 1, maximum = 10000)]
+    #[schema(value_type = i64, required = true, example = 12, minimum = 1, maximum = 10000)]
     pub capacity: Option<serde_json::Value>,
     /// Whole cents, 0 (free) to 10,000,000; default 0.
     #[schema(value_type = Option<i64>, example = 4500, minimum = 0, maximum = 10_000_000)]
@@ -68,7 +71,8 @@ pub struct ClassInput {
     /// A user of the co-op (the coordinator or a parent) who teaches it.
     #[schema(format = Uuid)]
     pub teacher_user_id: Option<String>,
-    /// Weekly meetings (at most 14).
+    /// Weekly meetings (at most 14), not overlapping.
+    #[schema(value_type = Vec<MeetingJson>, required = true, max_items = 14)]
     pub meetings: Option<Vec<MeetingJson>>,
 }
 
@@ -181,11 +185,14 @@ pub struct Catalog {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CatalogFilter {
-    /// Only classes meeting on this weekday (`monday` … `sunday`).
+    /// Only classes meeting on this weekday (`monday` … `sunday`; its first
+    /// three letters, in any case, are accepted too).
+    #[param(value_type = String, required = false, pattern = "^(monday|tuesday|wednesday|thursday|friday|saturday|sunday)$")]
     pub weekday: Option<String>,
     /// Only classes a child of this age (at the semester's start) may take.
-    #[param(value_type = Option<u32>, maximum = 120)]
+    #[param(value_type = u32, required = false, minimum = 0, maximum = 120)]
     pub age: Option<String>,
 }
 
@@ -303,7 +310,7 @@ fn class_response(status: StatusCode, row: &ClassRow) -> Response {
 
 #[derive(Deserialize, ToSchema)]
 pub struct EnrollInput {
-    #[schema(format = Uuid)]
+    #[schema(value_type = String, required = true, format = Uuid)]
     pub child_id: Option<String>,
 }
 

@@ -13,24 +13,31 @@ use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateCoopRequest {
-    /// The co-op's name, 1–200 characters.
+    /// The co-op's name, 1–200 characters (surrounding spaces are trimmed; not
+    /// only spaces, no control characters).
     #[schema(
+        value_type = String,
+        required = true,
         example = "Riverside Homeschool Co-op",
         min_length = 1,
-        max_length = 200
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
     )]
     pub name: Option<String>,
+    #[schema(value_type = CoordinatorInput, required = true)]
     pub coordinator: Option<CoordinatorInput>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct CoordinatorInput {
-    #[schema(example = "Ada Lovelace", min_length = 1, max_length = 200)]
+    #[schema(value_type = String, required = true, example = "Ada Lovelace",
+             min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub name: Option<String>,
-    #[schema(example = "ada@example.org", format = Email, max_length = 254)]
+    #[schema(value_type = String, required = true, example = "ada@example.org",
+             format = Email, max_length = 254)]
     pub email: Option<String>,
     /// 10 to 1024 characters.
-    #[schema(min_length = 10, max_length = 1024)]
+    #[schema(value_type = String, required = true, min_length = 10, max_length = 1024)]
     pub password: Option<String>,
 }
 

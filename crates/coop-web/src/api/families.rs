@@ -22,10 +22,12 @@ pub const DEFAULT_PAGE: u32 = 50;
 
 #[derive(Deserialize, ToSchema)]
 pub struct FamilyInput {
-    /// 1–200 characters.
-    #[schema(example = "The Smiths", min_length = 1, max_length = 200)]
+    /// 1–200 characters (trimmed; not only spaces, no control characters).
+    #[schema(value_type = String, required = true, example = "The Smiths",
+             min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub family_name: Option<String>,
-    #[schema(example = "smiths@example.org", format = Email, max_length = 254)]
+    #[schema(value_type = String, required = true, example = "smiths@example.org",
+             format = Email, max_length = 254)]
     pub email: Option<String>,
     /// `YYYY-MM-DD`; today (UTC) when omitted.
     #[schema(example = "2026-09-01", format = Date)]
@@ -84,11 +86,14 @@ pub struct FamilyPage {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// 1–200, default 50.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
-    /// `next_cursor` from the previous page.
+    /// `next_cursor` from the previous page (16 bytes, URL-safe base64
+    /// without padding).
+    #[param(value_type = String, required = false, pattern = "^([A-Za-z0-9_-]{21}[AQgw])?$")]
     pub cursor: Option<String>,
 }
 

@@ -15,9 +15,10 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 pub struct AcceptInvite {
     /// The `token` from the invite link in the welcome email.
+    #[schema(value_type = String, required = true, pattern = "^[A-Za-z0-9_-]{1,256}$")]
     pub token: Option<String>,
     /// 10 to 1024 characters.
-    #[schema(min_length = 10, max_length = 1024)]
+    #[schema(value_type = String, required = true, min_length = 10, max_length = 1024)]
     pub password: Option<String>,
 }
 

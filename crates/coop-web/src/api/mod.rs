@@ -32,7 +32,7 @@ use utoipa_axum::routes;
 
 use crate::http::{
     MAX_BODY_BYTES, fallback, idempotency, metrics, rate_limit, read_after, same_origin,
-    security_headers, timeout,
+    security_headers, shared_responses, timeout,
 };
 use crate::state::AppState;
 
@@ -92,6 +92,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     let mut document = document;
     rate_limit::document(&mut document);
+    shared_responses::document(&mut document);
     (router, document)
 }
 

@@ -21,10 +21,11 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 pub struct PaymentInput {
     /// Whole cents, 1 to 10,000,000.
-    #[schema(value_type = i64, example = 12500, minimum = 1, maximum = 10_000_000)]
+    #[schema(value_type = i64, required = true, example = 12500, minimum = 1, maximum = 10_000_000)]
     pub amount_cents: Option<serde_json::Value>,
-    /// 1–200 characters.
-    #[schema(example = "Autumn term fee", min_length = 1, max_length = 200)]
+    /// 1–200 characters (trimmed; not only spaces, no control characters).
+    #[schema(value_type = String, required = true, example = "Autumn term fee",
+             min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub description: Option<String>,
     /// ISO 4217 code; default `usd`.
     #[schema(example = "usd", pattern = "^[A-Za-z]{3}$")]

@@ -19,16 +19,20 @@ use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct SemesterInput {
-    #[schema(example = "Fall 2026", min_length = 1, max_length = 200)]
+    /// 1–200 characters (trimmed; not only spaces, no control characters).
+    #[schema(value_type = String, required = true, example = "Fall 2026",
+             min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub name: Option<String>,
-    #[schema(example = "2026-09-07", format = Date)]
+    #[schema(value_type = String, required = true, example = "2026-09-07", format = Date)]
     pub starts_on: Option<String>,
-    #[schema(example = "2026-12-18", format = Date)]
+    /// Not before `starts_on`.
+    #[schema(value_type = String, required = true, example = "2026-12-18", format = Date)]
     pub ends_on: Option<String>,
     /// Families can enroll from this moment (RFC 3339).
-    #[schema(example = "2026-08-01T09:00:00Z", format = DateTime)]
+    #[schema(value_type = String, required = true, example = "2026-08-01T09:00:00Z", format = DateTime)]
     pub registration_opens_at: Option<String>,
-    #[schema(example = "2026-09-14T23:59:59Z", format = DateTime)]
+    /// After `registration_opens_at`.
+    #[schema(value_type = String, required = true, example = "2026-09-14T23:59:59Z", format = DateTime)]
     pub registration_closes_at: Option<String>,
     /// Dates without meetings (`YYYY-MM-DD`, inside the semester).
     #[serde(default)]

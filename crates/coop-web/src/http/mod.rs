@@ -13,6 +13,7 @@ pub mod same_origin;
 pub mod scrape;
 pub mod security_headers;
 pub mod serve;
+pub mod shared_responses;
 pub mod timeout;
 
 /// The session cookie's name over plain HTTP (a laptop on loopback).
