@@ -5,7 +5,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use coop_domain::clock;
 use coop_domain::courses::{self, EnrollmentState, Meeting};
-use coop_mechanisms::store::enrollments::FamilyEnrollment;
+use coop_services::enrollments::FamilyEnrollment;
 use coop_mechanisms::store::jobs::JobState;
 use coop_services::announcements::Announcement;
 use serde::Deserialize;
