@@ -83,7 +83,13 @@ impl Endpoint {
         class["class_id"].as_str().unwrap().to_owned()
     }
 
-    pub(crate) async fn child(&self, session: &str, family: &str, name: &str, birth_date: &str) -> String {
+    pub(crate) async fn child(
+        &self,
+        session: &str,
+        family: &str,
+        name: &str,
+        birth_date: &str,
+    ) -> String {
         let path = format!("/api/v1/families/{family}/children");
         let body = json!({"first_name": name, "birth_date": birth_date});
         let child = self.created(session, &path, &body).await;
@@ -120,7 +126,12 @@ pub(crate) struct Family {
     pub(crate) session: String,
 }
 
-pub(crate) async fn family_account(app: &TestApp, sink: &SmtpSink, coordinator: &str, name: &str) -> Family {
+pub(crate) async fn family_account(
+    app: &TestApp,
+    sink: &SmtpSink,
+    coordinator: &str,
+    name: &str,
+) -> Family {
     let family = app.family(coordinator, name).await;
     let email = family["email"].as_str().unwrap().to_owned();
     let welcome = eventually("the welcome email", Duration::from_secs(20), || async {

@@ -55,7 +55,11 @@ async fn a_family_s_pages_show_every_write_that_changed_them(tier: Tier) {
     let c = app.coordinator().await;
     let semester = app.semester(&c.session, &open_semester()).await;
     let paint = app
-        .class(&c.session, &semester, &a_class("Painting", 1, "monday", "09:00"))
+        .class(
+            &c.session,
+            &semester,
+            &a_class("Painting", 1, "monday", "09:00"),
+        )
         .await;
     let ann_family = family_account(&app, &sink, &c.session, "Arden").await;
     let cy_family = family_account(&app, &sink, &c.session, "Castor").await;
@@ -198,7 +202,8 @@ async fn a_family_s_pages_show_every_write_that_changed_them(tier: Tier) {
     let spring_id = app.semester(&c.session, &spring).await;
     let catalog = view(&ann_family).await;
     assert!(
-        catalog.contains(&format!("<option value=\"{spring_id}\"")) && catalog.contains(">Spring</option>"),
+        catalog.contains(&format!("<option value=\"{spring_id}\""))
+            && catalog.contains(">Spring</option>"),
         "the new semester is not in the catalog's list: {catalog}"
     );
     spring["name"] = json!("Late spring");
@@ -245,7 +250,11 @@ async fn a_family_s_pages_on_another_instance_show_its_writes() {
     let c = a.coordinator().await;
     let semester = a.semester(&c.session, &open_semester()).await;
     let chess = a
-        .class(&c.session, &semester, &a_class("Chess", 1, "friday", "13:00"))
+        .class(
+            &c.session,
+            &semester,
+            &a_class("Chess", 1, "friday", "13:00"),
+        )
         .await;
     let first = family_account(&a, &sink, &c.session, "Ferris").await;
     let second = family_account(&a, &sink, &c.session, "Soto").await;

@@ -10,9 +10,7 @@ use coop_mechanisms::store::courses::{self, ChildRow};
 use coop_mechanisms::store::enrollments;
 use uuid::Uuid;
 
-use crate::families::{
-    Families, children_key, enrollments_key, not_found as family_not_found,
-};
+use crate::families::{Families, children_key, enrollments_key, not_found as family_not_found};
 use crate::{Ctx, Error, Result};
 
 pub type Child = ChildRow;

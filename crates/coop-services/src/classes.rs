@@ -173,11 +173,15 @@ impl Classes {
         let coop_id = ctx.coop_id();
         Ok(self
             .data
-            .cached(&waitlist_key(coop_id, id), &ctx.read_after, |db| async move {
-                enrollments::waitlist_tickets(&db, coop_id, id)
-                    .await
-                    .map(Some)
-            })
+            .cached(
+                &waitlist_key(coop_id, id),
+                &ctx.read_after,
+                |db| async move {
+                    enrollments::waitlist_tickets(&db, coop_id, id)
+                        .await
+                        .map(Some)
+                },
+            )
             .await?
             .unwrap_or_default())
     }

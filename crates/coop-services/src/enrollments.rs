@@ -11,9 +11,9 @@
 //! changed, including the families whose children it promoted.
 
 use coop_domain::Role;
+use coop_domain::courses::EnrollmentState;
 use coop_mechanisms::data::Data;
 use coop_mechanisms::store::courses;
-use coop_domain::courses::EnrollmentState;
 use coop_mechanisms::store::enrollments::{
     self, Drop, DropOutcome, Enroll, EnrollOutcome, EnrollmentRow, Promotion, ScheduledClass,
 };
@@ -171,8 +171,8 @@ impl Enrollments {
             } => {
                 // The freed seat went to the first of the waitlist, maybe
                 // another family's child: its pages must show the seat.
-                let families = std::iter::once(dropped.family_id)
-                    .chain(promoted.iter().map(|e| e.family_id));
+                let families =
+                    std::iter::once(dropped.family_id).chain(promoted.iter().map(|e| e.family_id));
                 let changed = seat_change_keys(coop_id, class_id, families);
                 self.data.committed(&ctx.read_after, &changed).await;
                 Ok(())

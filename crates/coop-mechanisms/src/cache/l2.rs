@@ -193,7 +193,11 @@ impl SharedCache {
     /// Deletes `keys` (and their leases) and tells every instance to drop
     /// them, in one pipelined round trip: a write that changed several keys
     /// holds the pending set's lock once, not once per key.
-    pub async fn invalidate(&self, keys: &[&str], written_at: Option<u64>) -> Result<(), Unavailable> {
+    pub async fn invalidate(
+        &self,
+        keys: &[&str],
+        written_at: Option<u64>,
+    ) -> Result<(), Unavailable> {
         let mut pending = self.pending.lock().await;
         for key in keys {
             let floor = pending.keys.entry((*key).to_owned()).or_insert(None);

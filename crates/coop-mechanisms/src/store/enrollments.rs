@@ -299,7 +299,11 @@ const PLACE_PG_REUSE: &str = "UPDATE enrollments e SET state = CASE WHEN seat TH
 macro_rules! place_in_one_statement {
     ($tx:ident, $place:expr) => {{
         let place: &Place<'_> = $place;
-        let write = if place.existing { PLACE_PG_REUSE } else { PLACE_PG_INSERT };
+        let write = if place.existing {
+            PLACE_PG_REUSE
+        } else {
+            PLACE_PG_INSERT
+        };
         sqlx::query_as::<_, Placed>(&PLACE_PG.replace("{ENROLLMENT_WRITE}", write))
             .bind(place.class_id)
             .bind(place.now)
