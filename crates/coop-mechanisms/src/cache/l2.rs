@@ -187,12 +187,11 @@ impl SharedCache {
         }
     }
 
-    /// Deletes the value and any lease, and tells every instance to drop its L1
-    /// copy. If Redis cannot be reached the key is remembered and delivered as
-    /// soon as it can.
-    /// Deletes `keys` (and their leases) and tells every instance to drop
-    /// them, in one pipelined round trip: a write that changed several keys
-    /// holds the pending set's lock once, not once per key.
+    /// Deletes the values of `keys` and any leases, and tells every instance
+    /// to drop its L1 copies, in one pipelined round trip (a write that
+    /// changed several keys takes the pending set's lock once, not once per
+    /// key). If Redis cannot be reached the keys are remembered and delivered
+    /// as soon as it can.
     pub async fn invalidate(
         &self,
         keys: &[&str],
