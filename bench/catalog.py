@@ -86,16 +86,24 @@ def setup_catalog(base, cookie, classes):
     return sem
 
 
-def invite_token(outbox, email_addr, timeout=60):
-    """The invite token from the family's welcome email in the outbox."""
+def invite_token(outbox, email_addr, timeout=300):
+    """The invite token from the family's welcome email in the outbox.
+
+    The seeded families' own emails (three jobs each) are queued before this
+    one, so on a busy machine the worker may take minutes to reach it; files
+    already read are not read again (the outbox holds tens of thousands)."""
     deadline = time.time() + timeout
+    seen = set()
     while time.time() < deadline:
         for path in glob.glob(os.path.join(outbox, "*.eml")):
+            if path in seen:
+                continue
             with open(path, "rb") as f:
                 msg = email.message_from_bytes(f.read())
-            if email_addr not in (msg.get("To") or ""):
-                continue
-            if not (msg.get("Subject") or "").startswith("Welcome"):
+            if not msg.get("To") or not msg.get("Subject"):
+                continue  # still being written: read it again next time
+            if email_addr not in msg.get("To") or not msg.get("Subject").startswith("Welcome"):
+                seen.add(path)
                 continue
             body = msg.get_payload(decode=True).decode()
             m = re.search(r"token=([A-Za-z0-9_-]+)", body)

@@ -297,8 +297,9 @@ lock_pid=$!
 sleep 0.3
 python3 "$helper" traffic burst --base "$base" --state "$state" --requests 120 --concurrency 40
 wait "$lock_pid"
-# nginx counts an instance's 503 as a failure (max_fails=1, fail_timeout=2s):
-# after the burst it answers 503 itself for a moment. Wait that out.
+# nginx counts an instance's 503 as a failure (max_fails=3, fail_timeout=2s with
+# several instances): after the burst it may answer 503 itself for a moment.
+# Wait that out.
 back=0
 for _ in $(seq 40); do
   if curl -fs "$base/health" >/dev/null 2>&1; then back=1; break; fi

@@ -27,7 +27,7 @@ const FAST: &[&str] = &[
     "on",
 ];
 
-async fn app_with(backing: Arc<Backing>, sink: &SmtpSink, extra: &[&str]) -> TestApp {
+pub(crate) async fn app_with(backing: Arc<Backing>, sink: &SmtpSink, extra: &[&str]) -> TestApp {
     let mut args: Vec<&str> = vec!["--smtp-url", sink.url()];
     args.extend_from_slice(FAST);
     args.extend_from_slice(extra);
@@ -39,7 +39,7 @@ fn rfc3339(at: OffsetDateTime) -> String {
 }
 
 /// A semester starting in a month, registration open since an hour ago.
-fn open_semester() -> Value {
+pub(crate) fn open_semester() -> Value {
     let now = OffsetDateTime::now_utc();
     let today = now.date();
     json!({
@@ -51,7 +51,7 @@ fn open_semester() -> Value {
     })
 }
 
-fn a_class(title: &str, capacity: i64, weekday: &str, starts_at: &str) -> Value {
+pub(crate) fn a_class(title: &str, capacity: i64, weekday: &str, starts_at: &str) -> Value {
     json!({
         "title": title,
         "capacity": capacity,
@@ -61,7 +61,7 @@ fn a_class(title: &str, capacity: i64, weekday: &str, starts_at: &str) -> Value 
 }
 
 impl Endpoint {
-    async fn created(&self, session: &str, path: &str, body: &Value) -> Value {
+    pub(crate) async fn created(&self, session: &str, path: &str, body: &Value) -> Value {
         let response = self.post(path, body).session(session).send().await;
         assert_eq!(
             response.status,
@@ -72,25 +72,31 @@ impl Endpoint {
         response.json()
     }
 
-    async fn semester(&self, session: &str, body: &Value) -> String {
+    pub(crate) async fn semester(&self, session: &str, body: &Value) -> String {
         let semester = self.created(session, "/api/v1/semesters", body).await;
         semester["semester_id"].as_str().unwrap().to_owned()
     }
 
-    async fn class(&self, session: &str, semester: &str, body: &Value) -> String {
+    pub(crate) async fn class(&self, session: &str, semester: &str, body: &Value) -> String {
         let path = format!("/api/v1/semesters/{semester}/classes");
         let class = self.created(session, &path, body).await;
         class["class_id"].as_str().unwrap().to_owned()
     }
 
-    async fn child(&self, session: &str, family: &str, name: &str, birth_date: &str) -> String {
+    pub(crate) async fn child(
+        &self,
+        session: &str,
+        family: &str,
+        name: &str,
+        birth_date: &str,
+    ) -> String {
         let path = format!("/api/v1/families/{family}/children");
         let body = json!({"first_name": name, "birth_date": birth_date});
         let child = self.created(session, &path, &body).await;
         child["child_id"].as_str().unwrap().to_owned()
     }
 
-    async fn enroll(
+    pub(crate) async fn enroll(
         &self,
         session: &str,
         class: &str,
@@ -105,7 +111,7 @@ impl Endpoint {
         .await
     }
 
-    async fn get_json(&self, session: &str, path: &str) -> Value {
+    pub(crate) async fn get_json(&self, session: &str, path: &str) -> Value {
         let response = self.get(path).session(session).send().await;
         assert_eq!(response.status, StatusCode::OK, "{path}: {}", response.text);
         response.json()
@@ -114,13 +120,18 @@ impl Endpoint {
 
 /// A family with its own account, signed in: enrolled by the coordinator,
 /// invite accepted from the real welcome email.
-struct Family {
-    id: String,
-    email: String,
-    session: String,
+pub(crate) struct Family {
+    pub(crate) id: String,
+    pub(crate) email: String,
+    pub(crate) session: String,
 }
 
-async fn family_account(app: &TestApp, sink: &SmtpSink, coordinator: &str, name: &str) -> Family {
+pub(crate) async fn family_account(
+    app: &TestApp,
+    sink: &SmtpSink,
+    coordinator: &str,
+    name: &str,
+) -> Family {
     let family = app.family(coordinator, name).await;
     let email = family["email"].as_str().unwrap().to_owned();
     let welcome = eventually("the welcome email", Duration::from_secs(20), || async {

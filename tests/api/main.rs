@@ -20,6 +20,7 @@ mod coops;
 mod courses;
 mod edge;
 mod families;
+mod family_pages;
 mod idempotency;
 mod instances;
 mod jobs;

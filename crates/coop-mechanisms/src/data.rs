@@ -155,9 +155,7 @@ impl Data {
     /// read-your-writes floor raised to it.
     pub async fn committed(&self, after: &ReadAfter, changed: &[CacheKey]) {
         let written_at = replicas::position_after_write(self.replicas.as_deref()).await;
-        for key in changed {
-            self.cache.invalidate(key, written_at).await;
-        }
+        self.cache.invalidate(changed, written_at).await;
         if let Some(lsn) = written_at {
             after.wrote(lsn);
         }

@@ -7,6 +7,10 @@
 //! enrollment invalidates one class, so the catalog of a busy semester stays
 //! cached but for the class that just changed, and concurrent misses of that
 //! class make one database read (per instance; the lease covers the rest).
+//!
+//! A class's waitlist (its tickets in order, from which a family's page says
+//! "waitlist, number 3") is cached beside its row and dropped with it: every
+//! write that changes one may change the other.
 
 use coop_domain::courses::NewClass;
 use coop_mechanisms::cache::CacheKey;
@@ -15,6 +19,7 @@ use coop_mechanisms::store::courses::{self, ClassRow};
 use coop_mechanisms::store::enrollments::{self, Promotion, RosterLine, UpdateClass};
 use uuid::Uuid;
 
+use crate::families;
 use crate::semesters::{self, Semester};
 use crate::{Ctx, Error, Result, jobs};
 
@@ -29,6 +34,29 @@ pub struct Classes {
 
 pub(crate) fn key(coop_id: Uuid, id: Uuid) -> CacheKey {
     CacheKey::new("class", format_args!("{coop_id}:{id}"))
+}
+
+/// The class's waitlist tickets, in order.
+pub(crate) fn waitlist_key(coop_id: Uuid, id: Uuid) -> CacheKey {
+    CacheKey::new("waitlist", format_args!("{coop_id}:{id}"))
+}
+
+/// What a change to a class's seats or waitlist invalidates: the class row,
+/// its waitlist, and the enrollments of each family whose child it placed
+/// (the caller's own and any promoted from the waitlist), on any instance.
+pub(crate) fn seat_change_keys(
+    coop_id: Uuid,
+    id: Uuid,
+    placed: impl IntoIterator<Item = Uuid>,
+) -> Vec<CacheKey> {
+    let mut keys = vec![key(coop_id, id), waitlist_key(coop_id, id)];
+    for family_id in placed {
+        let family = families::enrollments_key(coop_id, family_id);
+        if !keys.contains(&family) {
+            keys.push(family);
+        }
+    }
+    keys
 }
 
 fn catalog_key(coop_id: Uuid, semester_id: Uuid) -> CacheKey {
@@ -90,10 +118,11 @@ impl Classes {
         )
         .await?;
         match outcome {
-            UpdateClass::Updated { class, .. } => {
-                self.data
-                    .committed(&ctx.read_after, &[key(coop_id, id)])
-                    .await;
+            UpdateClass::Updated { class, promoted } => {
+                // A raise promotes from the waitlist: those families' pages
+                // must show the seat.
+                let changed = seat_change_keys(coop_id, id, promoted.iter().map(|e| e.family_id));
+                self.data.committed(&ctx.read_after, &changed).await;
                 Ok(*class)
             }
             UpdateClass::NotFound => Err(not_found()),
@@ -128,7 +157,8 @@ impl Classes {
         self.cached(ctx, id).await?.ok_or_else(not_found)
     }
 
-    async fn cached(&self, ctx: &Ctx, id: Uuid) -> Result<Option<Class>> {
+    /// One class from the cache; `None` when there is no such class.
+    pub(crate) async fn cached(&self, ctx: &Ctx, id: Uuid) -> Result<Option<Class>> {
         let coop_id = ctx.coop_id();
         Ok(self
             .data
@@ -136,6 +166,24 @@ impl Classes {
                 courses::get_class(&db, coop_id, id).await
             })
             .await?)
+    }
+
+    /// The class's waitlist tickets in order: cached; read-your-writes.
+    pub(crate) async fn waitlist(&self, ctx: &Ctx, id: Uuid) -> Result<Vec<i64>> {
+        let coop_id = ctx.coop_id();
+        Ok(self
+            .data
+            .cached(
+                &waitlist_key(coop_id, id),
+                &ctx.read_after,
+                |db| async move {
+                    enrollments::waitlist_tickets(&db, coop_id, id)
+                        .await
+                        .map(Some)
+                },
+            )
+            .await?
+            .unwrap_or_default())
     }
 
     /// A semester's classes with their seats, in creation order: every entry

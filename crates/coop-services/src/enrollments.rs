@@ -1,20 +1,45 @@
 //! Enrolling children in classes and dropping them (the rules are in
 //! `coop_domain::courses`, the concurrency in `store::enrollments`), a
 //! family's enrollments, its schedule and its balance.
+//!
+//! A family's enrollments are read on every catalog and home page, so they
+//! are cached, in pieces that each change with one kind of write: the
+//! family's own rows (`families::enrollments_key`: its enrollments, drops and
+//! promotions, a child's rename), each class's row (its title and meetings)
+//! and each class's waitlist (the place in line, which moves when a family
+//! ahead drops or is promoted). A write invalidates exactly the pieces it
+//! changed, including the families whose children it promoted.
 
 use coop_domain::Role;
+use coop_domain::courses::EnrollmentState;
 use coop_mechanisms::data::Data;
 use coop_mechanisms::store::courses;
 use coop_mechanisms::store::enrollments::{
-    self, Drop, DropOutcome, Enroll, EnrollOutcome, EnrollmentRow, FamilyEnrollment, Promotion,
-    ScheduledClass,
+    self, Drop, DropOutcome, Enroll, EnrollOutcome, EnrollmentRow, Promotion, ScheduledClass,
 };
 use coop_mechanisms::store::ledger::{self, Balance, Due, LedgerLine};
 use uuid::Uuid;
 
-use crate::classes::{self, Class, fee_line};
-use crate::families::{Families, not_found as family_not_found};
+use crate::classes::{self, Class, Classes, fee_line, seat_change_keys};
+use crate::families::{Families, enrollments_key, not_found as family_not_found};
 use crate::{Ctx, Error, Result, children, jobs};
+
+/// One of a family's current enrollments (not dropped), with its class and
+/// the place in line.
+#[derive(Debug, Clone)]
+pub struct FamilyEnrollment {
+    pub id: Uuid,
+    pub class_id: Uuid,
+    pub class_title: String,
+    pub semester_id: Uuid,
+    pub child_id: Uuid,
+    pub first_name: String,
+    pub state: EnrollmentState,
+    /// 1 = next to get a seat (waitlisted only).
+    pub position: Option<i64>,
+    pub meetings: String,
+    pub updated_at: time::OffsetDateTime,
+}
 
 /// Where a child stands after an enrollment request.
 pub struct Placement {
@@ -30,14 +55,21 @@ pub struct Placement {
 pub struct Enrollments {
     data: Data,
     families: Families,
+    classes: Classes,
     job_max_attempts: u32,
 }
 
 impl Enrollments {
-    pub(crate) fn new(data: Data, families: Families, job_max_attempts: u32) -> Self {
+    pub(crate) fn new(
+        data: Data,
+        families: Families,
+        classes: Classes,
+        job_max_attempts: u32,
+    ) -> Self {
         Self {
             data,
             families,
+            classes,
             job_max_attempts,
         }
     }
@@ -68,7 +100,7 @@ impl Enrollments {
                 changed,
             } => {
                 let changed_keys = if changed {
-                    vec![classes::key(coop_id, class_id)]
+                    seat_change_keys(coop_id, class_id, [enrollment.family_id])
                 } else {
                     vec![]
                 };
@@ -134,10 +166,15 @@ impl Enrollments {
         )
         .await?;
         match outcome {
-            DropOutcome::Dropped { .. } => {
-                self.data
-                    .committed(&ctx.read_after, &[classes::key(coop_id, class_id)])
-                    .await;
+            DropOutcome::Dropped {
+                dropped, promoted, ..
+            } => {
+                // The freed seat went to the first of the waitlist, maybe
+                // another family's child: its pages must show the seat.
+                let families =
+                    std::iter::once(dropped.family_id).chain(promoted.iter().map(|e| e.family_id));
+                let changed = seat_change_keys(coop_id, class_id, families);
+                self.data.committed(&ctx.read_after, &changed).await;
                 Ok(())
             }
             DropOutcome::AlreadyDropped => Ok(()),
@@ -156,17 +193,57 @@ impl Enrollments {
         child.map(|_| ()).ok_or_else(children::not_found)
     }
 
-    /// A family's current enrollments: a replica at the caller's floor, so a
-    /// family that just enrolled sees itself enrolled.
+    /// A family's current enrollments, by child's name and class title:
+    /// cached (see the module comment); read-your-writes, so a family that
+    /// just enrolled, or whose child was just promoted, sees it on any
+    /// instance.
     pub async fn of_family(&self, ctx: &Ctx, family_id: Uuid) -> Result<Vec<FamilyEnrollment>> {
         self.families.get(ctx, family_id).await?;
         let coop_id = ctx.coop_id();
-        Ok(self
+        let rows = self
             .data
-            .read(&ctx.read_after, |db| async move {
-                enrollments::of_family(&db, coop_id, family_id).await
-            })
-            .await?)
+            .cached(
+                &enrollments_key(coop_id, family_id),
+                &ctx.read_after,
+                |db| async move {
+                    enrollments::of_family(&db, coop_id, family_id)
+                        .await
+                        .map(Some)
+                },
+            )
+            .await?
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            // Classes are never deleted; should one be missing, leave it out
+            // rather than fail the family's page.
+            let Some(class) = self.classes.cached(ctx, row.class_id).await? else {
+                continue;
+            };
+            let position = match (row.state, row.ticket) {
+                (EnrollmentState::Waitlisted, Some(ticket)) => {
+                    let line = self.classes.waitlist(ctx, row.class_id).await?;
+                    Some(line.partition_point(|t| *t <= ticket) as i64)
+                }
+                _ => None,
+            };
+            out.push(FamilyEnrollment {
+                id: row.id,
+                class_id: row.class_id,
+                class_title: class.title,
+                semester_id: class.semester_id,
+                child_id: row.child_id,
+                first_name: row.first_name,
+                state: row.state,
+                position,
+                meetings: class.meetings,
+                updated_at: row.updated_at,
+            });
+        }
+        out.sort_by(|a, b| {
+            (&a.first_name, &a.class_title, a.id).cmp(&(&b.first_name, &b.class_title, b.id))
+        });
+        Ok(out)
     }
 
     /// The classes the family's children have seats in, with their semesters.

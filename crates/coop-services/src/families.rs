@@ -217,7 +217,11 @@ impl Families {
         let coop_id = ctx.coop_id();
         match families::delete(self.data.primary(), coop_id, id, expected).await? {
             DeleteOutcome::Deleted { ended_sessions } => {
-                let mut changed = vec![key(coop_id, id)];
+                let mut changed = vec![
+                    key(coop_id, id),
+                    children_key(coop_id, id),
+                    enrollments_key(coop_id, id),
+                ];
                 changed.extend(
                     ended_sessions
                         .iter()
@@ -241,6 +245,22 @@ impl Families {
 /// family's row themselves, such as an account's email change).
 pub(crate) fn key(coop_id: Uuid, id: Uuid) -> CacheKey {
     CacheKey::new("family", format_args!("{coop_id}:{id}"))
+}
+
+/// The family's children (`children::Children::of_family`). Named here, beside
+/// the family's own key, because more than one service changes what is under
+/// a family's keys: children are added and renamed by `Children`, and go
+/// with the family when it is removed.
+pub(crate) fn children_key(coop_id: Uuid, family_id: Uuid) -> CacheKey {
+    CacheKey::new("children", format_args!("{coop_id}:{family_id}"))
+}
+
+/// The family's enrollments (`enrollments::Enrollments::of_family`), with each
+/// child's first name: changed by the family's own enrollments and drops, by
+/// the promotion of one of its children caused by another family's drop or a
+/// capacity raise, and by a child's rename.
+pub(crate) fn enrollments_key(coop_id: Uuid, family_id: Uuid) -> CacheKey {
+    CacheKey::new("enrollments", format_args!("{coop_id}:{family_id}"))
 }
 
 fn fields(new: &NewFamily) -> FamilyFields<'_> {

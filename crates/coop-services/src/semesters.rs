@@ -1,5 +1,7 @@
 //! Semesters: their dates, registration window and holidays. A semester is
-//! read on every enrollment page and catalog: cached.
+//! read on every enrollment page and catalog, and the co-op's list of them on
+//! every catalog page and dashboard: both cached, both dropped by every
+//! create and update.
 
 use coop_domain::courses::NewSemester;
 use coop_mechanisms::cache::CacheKey;
@@ -20,6 +22,11 @@ pub(crate) fn key(coop_id: Uuid, id: Uuid) -> CacheKey {
     CacheKey::new("semester", format_args!("{coop_id}:{id}"))
 }
 
+/// The co-op's list of semesters.
+fn list_key(coop_id: Uuid) -> CacheKey {
+    CacheKey::new("semesters", coop_id)
+}
+
 impl Semesters {
     pub(crate) fn new(data: Data) -> Self {
         Self { data }
@@ -28,8 +35,11 @@ impl Semesters {
     /// Coordinators.
     pub async fn create(&self, ctx: &Ctx, new: &NewSemester) -> Result<Semester> {
         ctx.coordinator()?;
-        let row = courses::insert_semester(self.data.primary(), ctx.coop_id(), new).await?;
-        self.data.committed(&ctx.read_after, &[]).await;
+        let coop_id = ctx.coop_id();
+        let row = courses::insert_semester(self.data.primary(), coop_id, new).await?;
+        self.data
+            .committed(&ctx.read_after, &[list_key(coop_id)])
+            .await;
         Ok(row)
     }
 
@@ -46,7 +56,7 @@ impl Semesters {
         match courses::update_semester(self.data.primary(), coop_id, id, new, expected).await? {
             Some(row) => {
                 self.data
-                    .committed(&ctx.read_after, &[key(coop_id, id)])
+                    .committed(&ctx.read_after, &[key(coop_id, id), list_key(coop_id)])
                     .await;
                 Ok(row)
             }
@@ -72,15 +82,16 @@ impl Semesters {
             .ok_or_else(not_found)
     }
 
-    /// Every semester, newest first: a replica at the caller's floor.
+    /// Every semester, newest first: cached; read-your-writes.
     pub async fn list(&self, ctx: &Ctx) -> Result<Vec<Semester>> {
         let coop_id = ctx.coop_id();
         Ok(self
             .data
-            .read(&ctx.read_after, |db| async move {
-                courses::list_semesters(&db, coop_id).await
+            .cached(&list_key(coop_id), &ctx.read_after, |db| async move {
+                courses::list_semesters(&db, coop_id).await.map(Some)
             })
-            .await?)
+            .await?
+            .unwrap_or_default())
     }
 }
 

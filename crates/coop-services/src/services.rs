@@ -72,11 +72,17 @@ impl Services {
         let sessions = SessionStore::new(data.clone(), session_ttl, session_idle);
         let families = Families::new(data.clone(), job_max_attempts, inline_jobs);
         let semesters = Semesters::new(data.clone());
+        let classes = Classes::new(data.clone(), semesters.clone(), job_max_attempts);
         Self {
-            classes: Classes::new(data.clone(), semesters.clone(), job_max_attempts),
+            enrollments: Enrollments::new(
+                data.clone(),
+                families.clone(),
+                classes.clone(),
+                job_max_attempts,
+            ),
+            classes,
             semesters,
             children: Children::new(data.clone(), families.clone()),
-            enrollments: Enrollments::new(data.clone(), families.clone(), job_max_attempts),
             announcements: Announcements::new(data.clone(), job_max_attempts),
             accounts: Accounts::new(data.clone(), sessions, hasher, job_max_attempts),
             payments: Payments::new(

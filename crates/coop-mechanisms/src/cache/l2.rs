@@ -187,13 +187,21 @@ impl SharedCache {
         }
     }
 
-    /// Deletes the value and any lease, and tells every instance to drop its L1
-    /// copy. If Redis cannot be reached the key is remembered and delivered as
-    /// soon as it can.
-    pub async fn invalidate(&self, key: &str, written_at: Option<u64>) -> Result<(), Unavailable> {
+    /// Deletes the values of `keys` and any leases, and tells every instance
+    /// to drop its L1 copies, in one pipelined round trip (a write that
+    /// changed several keys takes the pending set's lock once, not once per
+    /// key). If Redis cannot be reached the keys are remembered and delivered
+    /// as soon as it can.
+    pub async fn invalidate(
+        &self,
+        keys: &[&str],
+        written_at: Option<u64>,
+    ) -> Result<(), Unavailable> {
         let mut pending = self.pending.lock().await;
-        let floor = pending.keys.entry(key.to_owned()).or_insert(None);
-        *floor = (*floor).max(written_at);
+        for key in keys {
+            let floor = pending.keys.entry((*key).to_owned()).or_insert(None);
+            *floor = (*floor).max(written_at);
+        }
         if pending.keys.len() > MAX_PENDING {
             pending.keys.clear();
             pending.clear_all = true;

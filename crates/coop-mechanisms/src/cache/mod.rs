@@ -171,20 +171,26 @@ impl Cache {
         }
     }
 
-    /// Drops `key` everywhere. Call after the write that changed it committed,
-    /// with the WAL position it committed at when replicas are in use.
-    pub async fn invalidate(&self, key: &CacheKey, written_at: Option<u64>) {
+    /// Drops `keys` everywhere. Call after the write that changed them
+    /// committed, with the WAL position it committed at when replicas are in
+    /// use.
+    pub async fn invalidate(&self, keys: &[CacheKey], written_at: Option<u64>) {
         let Some(tiers) = &self.0 else { return };
-        let key = key.as_str();
+        if keys.is_empty() {
+            return;
+        }
+        let keys: Vec<&str> = keys.iter().map(CacheKey::as_str).collect();
         if let Some(shared) = &tiers.shared
-            && shared.l2.invalidate(key, written_at).await.is_err()
+            && shared.l2.invalidate(&keys, written_at).await.is_err()
         {
             tracing::warn!(
-                key,
+                keys = %keys.join(" "),
                 "cache: Redis unavailable; invalidation will be delivered when it returns"
             );
         }
-        tiers.l1.invalidate(key).await;
+        for key in keys {
+            tiers.l1.invalidate(key).await;
+        }
     }
 
     /// Publishes L1 size gauges; called when `/metrics` is scraped.

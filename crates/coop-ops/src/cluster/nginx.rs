@@ -34,9 +34,10 @@ pub fn render(layout: &Layout, upstreams: &[SocketAddr]) -> String {
         // clients get the JSON 503 until an instance is ready.
         "        server 127.0.0.1:9 down;".to_owned()
     } else {
+        let health = passive_health(upstreams.len());
         upstreams
             .iter()
-            .map(|addr| format!("        server {addr} max_fails=1 fail_timeout=2s;"))
+            .map(|addr| format!("        server {addr} {health};"))
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -55,6 +56,29 @@ pub fn render(layout: &Layout, upstreams: &[SocketAddr]) -> String {
         .replace("{{access_log}}", &access_log)
         .replace("{{listen}}", &layout.listen.to_string())
         .replace("{{upstream_servers}}", &servers)
+}
+
+/// nginx's passive health check for each of `count` instances: after
+/// `max_fails` failed attempts (a refused or timed-out connection, or a 502,
+/// 503 or 504 answer: `proxy_next_upstream` in the template) within
+/// `fail_timeout`, the instance gets no requests for `fail_timeout`.
+///
+/// - One instance: never taken out (`max_fails=0`). There is nowhere else to
+///   send its requests, so taking it out turns one slow answer into seconds
+///   of nginx's own 503s for everyone. (nginx 1.22 already ignores
+///   `max_fails` for a lone server; saying so keeps that true for any version
+///   and for anyone who copies the line.)
+/// - Several: taken out after three failures within two seconds, not one. A
+///   dead instance refuses every connection and reaches three at once (each
+///   of those requests is retried on another instance); a busy one that
+///   answers one request late or sheds one with a 503 keeps its traffic, so
+///   a burst cannot empty the whole upstream.
+fn passive_health(count: usize) -> &'static str {
+    if count <= 1 {
+        "max_fails=0"
+    } else {
+        "max_fails=3 fail_timeout=2s"
+    }
 }
 
 fn is_root() -> bool {
@@ -280,9 +304,32 @@ mod tests {
     fn every_placeholder_is_filled() {
         let conf = render(&layout(), &["127.0.0.1:9001".parse().unwrap()]);
         assert!(!conf.contains("{{"), "unfilled placeholder in:\n{conf}");
-        assert!(conf.contains("server 127.0.0.1:9001 max_fails=1"));
+        assert!(conf.contains("server 127.0.0.1:9001 max_fails=0;"));
         assert!(conf.contains("listen 127.0.0.1:8080"));
         assert!(conf.contains("pid /tmp/coop-cluster/nginx.pid;"));
+    }
+
+    #[test]
+    fn a_lone_instance_is_never_taken_out_and_one_of_several_only_after_three_failures() {
+        let one = render(&layout(), &["127.0.0.1:9001".parse().unwrap()]);
+        let servers: Vec<&str> = one.lines().filter(|l| l.contains("server 127.")).collect();
+        assert_eq!(servers, ["        server 127.0.0.1:9001 max_fails=0;"]);
+        let addrs: Vec<SocketAddr> = (9001..9004)
+            .map(|port| format!("127.0.0.1:{port}").parse().unwrap())
+            .collect();
+        let three = render(&layout(), &addrs);
+        let servers: Vec<&str> = three
+            .lines()
+            .filter(|l| l.contains("server 127."))
+            .collect();
+        assert_eq!(
+            servers,
+            [
+                "        server 127.0.0.1:9001 max_fails=3 fail_timeout=2s;",
+                "        server 127.0.0.1:9002 max_fails=3 fail_timeout=2s;",
+                "        server 127.0.0.1:9003 max_fails=3 fail_timeout=2s;",
+            ]
+        );
     }
 
     #[test]

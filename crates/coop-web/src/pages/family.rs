@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use coop_domain::courses::{EnrollmentState, NewChild, Number, Weekday};
 use coop_domain::{Invalid, clock};
-use coop_mechanisms::store::enrollments::FamilyEnrollment;
+use coop_services::enrollments::FamilyEnrollment;
 use serde::Deserialize;
 use uuid::Uuid;
 
