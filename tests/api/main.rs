@@ -27,6 +27,7 @@ mod pages;
 mod process;
 mod rate_limits;
 mod static_assets;
+mod transfer;
 
 #[cfg(feature = "full-suite")]
 mod cluster;

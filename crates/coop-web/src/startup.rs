@@ -45,6 +45,8 @@ pub struct Application {
     state: AppState,
     /// What `coop serve` runs beside HTTP: the job queue on the embedded tier.
     worker: Option<Worker<Effects>>,
+    /// Held while serving: keeps `coop transfer` off the SQLite file.
+    _data_lock: Option<coop_runtime::DataLock>,
 }
 
 impl Application {
@@ -59,6 +61,7 @@ impl Application {
         config.validate().map_err(anyhow::Error::msg)?;
         // The recorder first, so every metric recorded from here on is kept.
         let metrics = prometheus_handle();
+        let data_lock = config.database.hold_data_lock()?;
         let db = Db::connect(&config.database).await?;
         db.migrate().await?;
         let redis = match &config.redis.redis_url {
@@ -149,6 +152,7 @@ impl Application {
             router,
             state,
             worker,
+            _data_lock: data_lock,
         })
     }
 
@@ -303,6 +307,7 @@ pub async fn run_worker(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = prometheus_handle();
+    let _data_lock = config.database.hold_data_lock()?;
     let db = Db::connect(&config.database).await?;
     db.migrate().await?;
     // Links in emails point at the HTTP instances, which share this configuration.
@@ -390,6 +395,7 @@ fn worker_probes(
 
 /// `coop migrate`: applies pending migrations and exits.
 pub async fn migrate(config: &Config) -> anyhow::Result<&'static str> {
+    let _data_lock = config.database.hold_data_lock()?;
     let db = Db::connect(&config.database).await?;
     db.migrate().await?;
     let backend = db.backend();
