@@ -29,10 +29,13 @@ pub enum Value {
     Timestamp(Option<OffsetDateTime>),
 }
 
-/// Nanoseconds are kept: if a source held a time PostgreSQL cannot (it keeps
-/// microseconds), the checksums differ and the transfer says so.
+/// To the microsecond: what PostgreSQL keeps, and the precision of Coop's
+/// clock (coop_domain::clock::now). A SQLite file can hold finer times that a
+/// client sent (a semester's registration window given with nanoseconds):
+/// PostgreSQL truncates them when they are written, and the checksums compare
+/// what both ends can hold. (Formatting with fewer digits truncates too.)
 const TIMESTAMP: &[BorrowedFormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
 );
 const DATE: &[BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day]");
 
@@ -99,7 +102,7 @@ mod tests {
         );
         assert_eq!(
             Value::Timestamp(Some(utc)).render().unwrap(),
-            "2026-11-29T21:55:56.123456000Z"
+            "2026-11-29T21:55:56.123456Z"
         );
     }
 
