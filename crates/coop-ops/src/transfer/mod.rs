@@ -207,12 +207,13 @@ async fn copy_table(
     let total = source.count(table.name).await?.max(0) as u64;
     let bar = bar(table.name, total);
     if position.done {
-        bar.finish_with_message("copied before");
+        say(&bar, format!("  {:<24} {:>9} rows, copied by an earlier run", table.name, position.rows_copied));
+        bar.finish_and_clear();
         return Ok(0);
     }
     let mut after: Option<Vec<Value>> = position.after(table)?;
     if let Some(key) = &position.last_key {
-        bar.println(format!(
+        say(&bar, format!(
             "{}: resuming after {} rows (last key {key})",
             table.name, position.rows_copied
         ));
@@ -238,6 +239,15 @@ async fn copy_table(
         eprintln!("  {:<24} {:>9} rows", table.name, position.rows_copied);
     }
     Ok(position.rows_copied - resumed_at)
+}
+
+/// A line above the bars, or alone when they are hidden (not a terminal).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 /// A bar per table: rows, rate and time left. Drawn only on a terminal
