@@ -297,7 +297,13 @@ async fn round_trip(api_families: usize, total: usize, kill: bool) {
     let pg = TestDatabase::create().await;
     if kill {
         let mut child = Command::new(BIN)
-            .args(["transfer", "--from", &sqlite_url(source.path()), "--to", &pg.url])
+            .args([
+                "transfer",
+                "--from",
+                &sqlite_url(source.path()),
+                "--to",
+                &pg.url,
+            ])
             .args(["--batch-size", "100"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -305,19 +311,23 @@ async fn round_trip(api_families: usize, total: usize, kill: bool) {
             .spawn()
             .unwrap();
         let target = RawDb::postgres(&pg.url).await;
-        eventually("some batches on the target", Duration::from_secs(120), || async {
-            let copied: i64 = match &target {
-                RawDb::Postgres(pool) => sqlx::query_scalar(
-                    "SELECT COALESCE(SUM(rows_copied), 0)::bigint FROM coop_transfer_progress
+        eventually(
+            "some batches on the target",
+            Duration::from_secs(120),
+            || async {
+                let copied: i64 = match &target {
+                    RawDb::Postgres(pool) => sqlx::query_scalar(
+                        "SELECT COALESCE(SUM(rows_copied), 0)::bigint FROM coop_transfer_progress
                      WHERE table_name <> '(source)'",
-                )
-                .fetch_one(pool)
-                .await
-                .unwrap_or(0),
-                RawDb::Sqlite(_) => unreachable!(),
-            };
-            (copied > 2000).then_some(())
-        })
+                    )
+                    .fetch_one(pool)
+                    .await
+                    .unwrap_or(0),
+                    RawDb::Sqlite(_) => unreachable!(),
+                };
+                (copied > 2000).then_some(())
+            },
+        )
         .await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -329,13 +339,24 @@ async fn round_trip(api_families: usize, total: usize, kill: bool) {
     }
     let (ok, report) = transfer(&sqlite_url(source.path()), &pg.url, &[]);
     assert!(ok, "{report}");
-    assert!(report.contains("transfer complete and verified"), "{report}");
+    assert!(
+        report.contains("transfer complete and verified"),
+        "{report}"
+    );
     assert!(report.contains("left behind"), "{report}");
     if kill {
         assert!(report.contains("resuming after"), "{report}");
     }
     let target = RawDb::postgres(&pg.url).await;
-    for table in ["families", "children", "enrollments", "payments", "ledger", "jobs", "users"] {
+    for table in [
+        "families",
+        "children",
+        "enrollments",
+        "payments",
+        "ledger",
+        "jobs",
+        "users",
+    ] {
         assert_eq!(
             count(&target, table).await,
             count(&raw_source, table).await,
@@ -398,12 +419,16 @@ async fn a_table_the_transfer_does_not_know_stops_it_before_anything_is_copied()
     let dir = tempfile::tempdir().unwrap();
     let seeded = seed(dir.path(), 3, 3).await;
     assert_eq!(seeded.families, 3);
-    let raw = sqlx::SqlitePool::connect(&sqlite_url(dir.path())).await.unwrap();
-    // What a later migration might add, which schema.rs has not learnt.
-    sqlx::query("CREATE TABLE field_trips (id BLOB PRIMARY KEY, coop_id BLOB NOT NULL, title TEXT)")
-        .execute(&raw)
+    let raw = sqlx::SqlitePool::connect(&sqlite_url(dir.path()))
         .await
         .unwrap();
+    // What a later migration might add, which schema.rs has not learnt.
+    sqlx::query(
+        "CREATE TABLE field_trips (id BLOB PRIMARY KEY, coop_id BLOB NOT NULL, title TEXT)",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
     raw.close().await;
     let pg = TestDatabase::create().await;
     let (ok, report) = transfer(&sqlite_url(dir.path()), &pg.url, &[]);
@@ -464,8 +489,7 @@ impl Writes {
     async fn finish(self) -> Vec<(Instant, String)> {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.task.await.unwrap();
-        let acknowledged = self.acknowledged.lock().unwrap().clone();
-        acknowledged
+        self.acknowledged.lock().unwrap().clone()
     }
 }
 
@@ -481,7 +505,12 @@ async fn check_restored(app: &Endpoint, email: &str, before: &[String]) {
             .session(&session)
             .send()
             .await;
-        assert_eq!(answer.status, StatusCode::OK, "family {id}: {}", answer.text);
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "family {id}: {}",
+            answer.text
+        );
     }
 }
 
@@ -574,4 +603,61 @@ async fn a_postgres_backup_taken_under_writes_restores_every_acknowledged_write(
     assert!(ok, "{out}{err}");
     let app = serve_postgres(&fresh.url).await;
     check_restored(&app, &c.email, &before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_tier_backs_itself_up_keeps_the_newest_and_says_when() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = SERVE_ENV.to_vec();
+    env.extend([("COOP_BACKUP_INTERVAL", "1s"), ("COOP_BACKUP_KEEP", "2")]);
+    let args = vec!["--data-dir".into(), dir.path().display().to_string()];
+    let app = spawn_process(Arc::new(Backing::Args(args)), &env).await;
+    let c = app.coordinator().await;
+    eventually(
+        "three scheduled backups",
+        Duration::from_secs(60),
+        || async {
+            (app.metric("coop_backups_total", &["result=\"ok\""]).await >= 3.0).then_some(())
+        },
+    )
+    .await;
+    let ready = app.get("/ready").send().await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    let backup = &ready.json()["checks"]["backup"];
+    let last = backup["last_good_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{backup}"));
+    let last = OffsetDateTime::parse(last, &Rfc3339).unwrap();
+    assert!(
+        OffsetDateTime::now_utc() - last < time::Duration::seconds(30),
+        "{backup}"
+    );
+    assert!(
+        app.metric("coop_backup_last_success_timestamp_seconds", &[])
+            .await
+            > 0.0
+    );
+    let kept: Vec<PathBuf> = std::fs::read_dir(dir.path().join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| !p.display().to_string().ends_with(".partial"))
+        .collect();
+    assert!(
+        (1..=2).contains(&kept.len()),
+        "COOP_BACKUP_KEEP=2, found {kept:?}"
+    );
+    drop(app);
+
+    // The newest one restores, and the restored Coop serves.
+    let newest = kept.iter().max().unwrap();
+    let restored = tempfile::tempdir().unwrap();
+    let (ok, out, err) = coop_with_data_args(
+        data_dir_args(restored.path()),
+        &["restore", "--from", &newest.display().to_string()],
+    );
+    assert!(ok, "{out}{err}");
+    let app = serve_sqlite(restored.path()).await;
+    let login = app.login(&c.email, PASSWORD).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
 }

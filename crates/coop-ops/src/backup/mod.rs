@@ -28,11 +28,19 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
     /// The embedded tier's data folder (its SQLite file and outbox).
-    #[arg(long = "data-dir", env = "COOP_DATA_DIR", default_value = "./coop-data")]
+    #[arg(
+        long = "data-dir",
+        env = "COOP_DATA_DIR",
+        default_value = "./coop-data"
+    )]
     pub data_dir: PathBuf,
 
     /// `sqlite://…` or `postgres://…`. Default: SQLite in the data dir.
-    #[arg(long = "database-url", env = "COOP_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long = "database-url",
+        env = "COOP_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 }
 
@@ -127,7 +135,9 @@ pub async fn write_backup(source: &Source, to: &Path) -> anyhow::Result<Manifest
         .with_context(|| format!("could not create {}", partial.display()))?;
     let taken_at = now_rfc3339();
     let (backend, bytes) = match source {
-        Source::Sqlite { file, data_dir } => ("sqlite", sqlite::backup(file, data_dir, &partial).await?),
+        Source::Sqlite { file, data_dir } => {
+            ("sqlite", sqlite::backup(file, data_dir, &partial).await?)
+        }
         Source::Postgres { url } => ("postgres", postgres::backup(url, &partial).await?),
     };
     let manifest = Manifest {

@@ -63,16 +63,12 @@ pub async fn restore(from: &Path, url: &str) -> anyhow::Result<()> {
 }
 
 async fn run(command: &mut Command, name: &str, url: &str) -> anyhow::Result<()> {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "could not run {name} ({e}): install PostgreSQL's client programs \
+    let output = command.stdin(Stdio::null()).output().await.map_err(|e| {
+        anyhow::anyhow!(
+            "could not run {name} ({e}): install PostgreSQL's client programs \
                  (Debian package postgresql-client)"
-            )
-        })?;
+        )
+    })?;
     anyhow::ensure!(
         output.status.success(),
         "{name} failed for {}: {}",

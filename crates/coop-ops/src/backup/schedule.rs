@@ -46,8 +46,7 @@ fn parse_interval(value: &str) -> Result<Interval, String> {
     if value.eq_ignore_ascii_case("off") {
         return Ok(Interval(None));
     }
-    let every = parse_duration(value)
-        .map_err(|e| format!("COOP_BACKUP_INTERVAL: {e}, or off"))?;
+    let every = parse_duration(value).map_err(|e| format!("COOP_BACKUP_INTERVAL: {e}, or off"))?;
     if every < Duration::from_secs(1) {
         return Err("COOP_BACKUP_INTERVAL must be at least 1s (or off)".into());
     }
@@ -148,16 +147,27 @@ mod tests {
 
     #[test]
     fn intervals_are_durations_or_off() {
-        assert_eq!(parse_interval("24h").unwrap().0, Some(Duration::from_secs(86_400)));
+        assert_eq!(
+            parse_interval("24h").unwrap().0,
+            Some(Duration::from_secs(86_400))
+        );
         assert_eq!(parse_interval("off").unwrap().0, None);
         assert!(parse_interval("500ms").is_err());
-        assert!(parse_interval("daily").unwrap_err().contains("COOP_BACKUP_INTERVAL"));
+        assert!(
+            parse_interval("daily")
+                .unwrap_err()
+                .contains("COOP_BACKUP_INTERVAL")
+        );
     }
 
     #[test]
     fn pruning_keeps_the_newest() {
         let dir = std::env::temp_dir().join(format!("coop-prune-{}", std::process::id()));
-        for name in ["coop-20260101T000000.000Z", "coop-20260102T000000.000Z", "coop-20260103T000000.000Z"] {
+        for name in [
+            "coop-20260101T000000.000Z",
+            "coop-20260102T000000.000Z",
+            "coop-20260103T000000.000Z",
+        ] {
             std::fs::create_dir_all(dir.join(name)).unwrap();
         }
         std::fs::create_dir_all(dir.join("coop-20260104T000000.000Z.partial")).unwrap();
@@ -170,7 +180,11 @@ mod tests {
         left.sort();
         assert_eq!(
             left,
-            ["coop-20260102T000000.000Z", "coop-20260103T000000.000Z", "coop-20260104T000000.000Z.partial"]
+            [
+                "coop-20260102T000000.000Z",
+                "coop-20260103T000000.000Z",
+                "coop-20260104T000000.000Z.partial"
+            ]
         );
         let _ = std::fs::remove_dir_all(dir);
     }

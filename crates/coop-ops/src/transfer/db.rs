@@ -118,7 +118,10 @@ impl Database {
             .with_context(|| format!("{shown} is not a valid sqlite:// URL"))?;
         let file: PathBuf = options.get_filename().to_path_buf();
         if role == Role::Source && !file.exists() {
-            anyhow::bail!("there is no SQLite database at {} (the source)", file.display());
+            anyhow::bail!(
+                "there is no SQLite database at {} (the source)",
+                file.display()
+            );
         }
         // Before opening: a server that starts now must find the lock taken.
         let lock = DataLock::exclusive(&file)?;
@@ -151,7 +154,12 @@ impl Database {
             .max_connections(2)
             .connect_with(options)
             .await
-            .with_context(|| format!("could not connect to PostgreSQL at {shown} (the {})", role.as_str()))?;
+            .with_context(|| {
+                format!(
+                    "could not connect to PostgreSQL at {shown} (the {})",
+                    role.as_str()
+                )
+            })?;
         let db = Self {
             pool: Pool::Postgres(pool),
             shown,

@@ -127,9 +127,7 @@ async fn transfer(args: &TransferArgs) -> anyhow::Result<()> {
         target.shown,
         source.shown
     );
-    println!(
-        "left behind: {sessions} session(s); everyone signs in again on the new database."
-    );
+    println!("left behind: {sessions} session(s); everyone signs in again on the new database.");
     source.close().await;
     target.close().await;
     Ok(())
@@ -207,16 +205,25 @@ async fn copy_table(
     let total = source.count(table.name).await?.max(0) as u64;
     let bar = bar(table.name, total);
     if position.done {
-        say(&bar, format!("  {:<24} {:>9} rows, copied by an earlier run", table.name, position.rows_copied));
+        say(
+            &bar,
+            format!(
+                "  {:<24} {:>9} rows, copied by an earlier run",
+                table.name, position.rows_copied
+            ),
+        );
         bar.finish_and_clear();
         return Ok(0);
     }
     let mut after: Option<Vec<Value>> = position.after(table)?;
     if let Some(key) = &position.last_key {
-        say(&bar, format!(
-            "{}: resuming after {} rows (last key {key})",
-            table.name, position.rows_copied
-        ));
+        say(
+            &bar,
+            format!(
+                "{}: resuming after {} rows (last key {key})",
+                table.name, position.rows_copied
+            ),
+        );
     }
     let resumed_at = position.rows_copied;
     bar.set_position(position.rows_copied as u64);

@@ -3,12 +3,11 @@
 //! same transaction as the rows it counts (db::Database::write_batch), so after
 //! a crash or Ctrl-C the next run resumes exactly after the last committed
 //! batch. A row named [`SOURCE`] remembers which source the copy came from, so
-//! a run from another source does not resume someone else's copy.
+//! a run from another source does not resume someone else's copy. The table
+//! is schema::PROGRESS_TABLE.
 
 use super::schema::Table;
 use super::value::Value;
-
-pub const TABLE: &str = "coop_transfer_progress";
 
 /// The progress row that names the source.
 pub const SOURCE: &str = "(source)";
@@ -22,7 +21,8 @@ pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS coop_transfer_progress (
     done         BIGINT NOT NULL
 )";
 
-pub const UPSERT: &str = "INSERT INTO coop_transfer_progress (table_name, last_key, rows_copied, done)
+pub const UPSERT: &str =
+    "INSERT INTO coop_transfer_progress (table_name, last_key, rows_copied, done)
     VALUES ($1, $2, $3, $4)
     ON CONFLICT (table_name) DO UPDATE SET
         last_key = excluded.last_key, rows_copied = excluded.rows_copied, done = excluded.done";

@@ -67,8 +67,11 @@ impl Table {
     }
 }
 
+/// Where the transfer keeps its resume positions on the target (progress.rs).
+pub const PROGRESS_TABLE: &str = "coop_transfer_progress";
+
 /// Tables the transfer itself keeps on the target, and sqlx's own.
-pub const BOOKKEEPING: &[&str] = &["_sqlx_migrations", super::progress::TABLE];
+pub const BOOKKEEPING: &[&str] = &["_sqlx_migrations", PROGRESS_TABLE];
 
 /// In copy order: a table comes after every table its foreign keys name.
 pub const TABLES: &[Table] = &[
@@ -410,7 +413,9 @@ pub fn check(side: &str, live: &Live) -> anyhow::Result<()> {
         };
         for column in columns {
             if !known.columns.iter().any(|(name, _)| name == column) {
-                problems.push(format!("column {table}.{column} is not known to coop transfer"));
+                problems.push(format!(
+                    "column {table}.{column} is not known to coop transfer"
+                ));
             }
         }
         for (name, _) in known.columns {

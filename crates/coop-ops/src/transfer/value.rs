@@ -34,9 +34,8 @@ pub enum Value {
 /// client sent (a semester's registration window given with nanoseconds):
 /// PostgreSQL truncates them when they are written, and the checksums compare
 /// what both ends can hold. (Formatting with fewer digits truncates too.)
-const TIMESTAMP: &[BorrowedFormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-);
+const TIMESTAMP: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 const DATE: &[BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day]");
 
 impl Value {
@@ -49,7 +48,9 @@ impl Value {
             Value::I64(v) => v.map(|n| n.to_string()),
             Value::Bytes(v) => v.as_ref().map(|b| hex(b)),
             Value::Date(v) => v.and_then(|d| d.format(DATE).ok()),
-            Value::Timestamp(v) => v.and_then(|t| t.to_offset(UtcOffset::UTC).format(TIMESTAMP).ok()),
+            Value::Timestamp(v) => {
+                v.and_then(|t| t.to_offset(UtcOffset::UTC).format(TIMESTAMP).ok())
+            }
         }
     }
 
@@ -109,8 +110,14 @@ mod tests {
     #[test]
     fn null_empty_and_neighbouring_values_hash_apart() {
         let null = row_hash(&[Value::Text(None), Value::Text(Some("a".into()))]);
-        let empty = row_hash(&[Value::Text(Some(String::new())), Value::Text(Some("a".into()))]);
-        let shifted = row_hash(&[Value::Text(Some("a".into())), Value::Text(Some(String::new()))]);
+        let empty = row_hash(&[
+            Value::Text(Some(String::new())),
+            Value::Text(Some("a".into())),
+        ]);
+        let shifted = row_hash(&[
+            Value::Text(Some("a".into())),
+            Value::Text(Some(String::new())),
+        ]);
         assert_ne!(null, empty);
         assert_ne!(empty, shifted);
     }

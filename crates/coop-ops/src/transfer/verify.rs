@@ -26,7 +26,11 @@ impl Check {
     }
 }
 
-pub async fn table(source: &Database, target: &Database, table: &'static Table) -> anyhow::Result<Check> {
+pub async fn table(
+    source: &Database,
+    target: &Database,
+    table: &'static Table,
+) -> anyhow::Result<Check> {
     let (source_sum, target_sum) = tokio::try_join!(sum(source, table), sum(target, table))?;
     Ok(Check {
         table: table.name,
@@ -38,7 +42,10 @@ pub async fn table(source: &Database, target: &Database, table: &'static Table) 
 /// Reads the whole table in key order and adds up its rows' hashes.
 pub async fn sum(db: &Database, table: &Table) -> anyhow::Result<Sum> {
     let keys = table.key_indexes();
-    let mut total = Sum { rows: 0, checksum: 0 };
+    let mut total = Sum {
+        rows: 0,
+        checksum: 0,
+    };
     let mut after: Option<Vec<super::value::Value>> = None;
     loop {
         let rows = db.read_batch(table, after.as_deref(), SCAN_BATCH).await?;
