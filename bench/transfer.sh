@@ -9,7 +9,7 @@
 #
 # Environment (all optional):
 #   FAMILIES=100000 BATCH=500
-#   CARGO_TARGET_DIR, SKIP_BUILD=1, BENCH_RESULTS=FILE
+#   CARGO_TARGET_DIR, SKIP_BUILD=1, BENCH_RESULTS=FILE, COOP_BIN (another build, with SKIP_BUILD=1)
 #   PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres
 #
 # Needs python3 (its sqlite3 module), psql/createdb, PostgreSQL.
@@ -25,7 +25,7 @@ PGHOST="${PGHOST:-127.0.0.1}"
 PGPORT="${PGPORT:-5432}"
 PGUSER="${PGUSER:-postgres}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
-COOP_BIN="$TARGET_DIR/release/coop"
+COOP_BIN="${COOP_BIN:-$TARGET_DIR/release/coop}"
 export PGHOST PGPORT PGUSER
 
 # shellcheck source=bench/lib.sh
@@ -88,7 +88,7 @@ section=$(cat <<MD
 ## Transfer, backup, restore
 
 Measured $(date -u '+%Y-%m-%d %H:%M') UTC with \`bench/transfer.sh\`, commit $(git -C "$REPO_DIR" rev-parse --short HEAD),
-release build, FAMILIES=$FAMILIES (six rows each: family, child, enrollment, fee,
+build: \`$(basename "$(dirname "$COOP_BIN")")\`${BUILD_NOTE:+ ($BUILD_NOTE)}, FAMILIES=$FAMILIES (six rows each: family, child, enrollment, fee,
 payment, pending job), BATCH=$BATCH.
 
 | step | rows | time | rate |

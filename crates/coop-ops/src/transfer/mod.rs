@@ -263,9 +263,15 @@ fn bar(table: &str, total: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
-            "{prefix:>24} [{bar:30}] {human_pos:>9}/{human_len} rows  {per_sec:>12}  eta {eta}",
+            "{prefix:>24} [{bar:30}] {human_pos:>9}/{human_len} rows  {rate:>12}  eta {eta}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} rows/s", state.per_sec());
+            },
+        )
         .progress_chars("=> "),
     );
     bar.set_prefix(table.to_owned());

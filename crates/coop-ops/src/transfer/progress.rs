@@ -77,3 +77,33 @@ impl Position {
         self.rows_copied += copied as i64;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::schema::TABLES;
+
+    #[test]
+    fn a_position_gives_back_the_key_it_was_advanced_past() {
+        let table = TABLES
+            .iter()
+            .find(|t| t.name == "idempotency")
+            .expect("idempotency is a known table");
+        let mut row: Vec<Value> = table
+            .columns
+            .iter()
+            .map(|_| Value::Text(None))
+            .collect();
+        row[0] = Value::Text(Some("POST /api/v1/families \"quoted\"".into()));
+        row[1] = Value::Text(Some("key-1".into()));
+        let mut position = Position::start(table.name);
+        assert_eq!(position.after(table).unwrap(), None);
+        position.advance(table, &row, 500);
+        position.advance(table, &row, 20);
+        assert_eq!(position.rows_copied, 520);
+        assert_eq!(
+            position.after(table).unwrap(),
+            Some(vec![row[0].clone(), row[1].clone()])
+        );
+    }
+}
