@@ -89,11 +89,7 @@ mod tests {
             .iter()
             .find(|t| t.name == "idempotency")
             .expect("idempotency is a known table");
-        let mut row: Vec<Value> = table
-            .columns
-            .iter()
-            .map(|_| Value::Text(None))
-            .collect();
+        let mut row: Vec<Value> = table.columns.iter().map(|_| Value::Text(None)).collect();
         row[0] = Value::Text(Some("POST /api/v1/families \"quoted\"".into()));
         row[1] = Value::Text(Some("key-1".into()));
         let mut position = Position::start(table.name);
