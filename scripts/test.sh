@@ -53,6 +53,13 @@ find_nginx() { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }
 find_nginx || apt_install nginx-light
 find_nginx || missing+=("nginx (Debian package nginx-light) for the coop cluster tests")
 
+# `coop backup` / `coop restore` on PostgreSQL run pg_dump and pg_restore.
+if ! command -v pg_dump >/dev/null || ! command -v pg_restore >/dev/null; then
+  apt_install postgresql-client
+fi
+command -v pg_dump >/dev/null && command -v pg_restore >/dev/null ||
+  missing+=("pg_dump and pg_restore (Debian package postgresql-client) for the backup tests")
+
 # The web app's tests drive Debian's Chromium through chromedriver; nothing
 # downloads a browser of its own.
 chromium="${COOP_TEST_CHROMIUM:-/usr/bin/chromium}"

@@ -2,7 +2,7 @@
 //! and the operations tools are subcommands of the same executable; only the
 //! configuration differs between a laptop and many machines.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// A request allocates and frees many small buffers (headers, JSON, labels);
 /// profiling a cached read put glibc's malloc and free at about 15 % of all
@@ -23,13 +23,24 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// `coop serve`: the configuration, and the embedded tier's scheduled backups
+/// (run beside the server by this binary, which alone links both the web
+/// application and the ops tools).
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
     config: Config,
+    #[command(flatten, next_help_heading = "Backups (embedded tier)")]
+    backups: coop_ops::backup::schedule::ScheduleArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API (the default).
-    Serve(Config),
+    Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(Config),
     /// Run background jobs (email, calendar, payments) until SIGTERM.
@@ -39,6 +50,14 @@ enum Command {
     /// Replay a traffic trace through the auto-scaler against a capacity model,
     /// and chart it.
     Simulate(coop_ops::SimulateArgs),
+    /// Copy every co-op's data from SQLite to PostgreSQL (or back): resumable,
+    /// verified; nothing may be serving from the source meanwhile.
+    Transfer(coop_ops::TransferArgs),
+    /// Take a consistent backup while Coop serves (SQLite VACUUM INTO and the
+    /// data dir's files, or pg_dump).
+    Backup(coop_ops::BackupArgs),
+    /// Restore a backup into a fresh data dir or an empty PostgreSQL database.
+    Restore(coop_ops::RestoreArgs),
 }
 
 #[tokio::main]
@@ -46,8 +65,8 @@ async fn main() {
     coop_runtime::files::create_private_files();
     let cli = parse_arguments();
     let result = match cli.command {
-        None => serve(cli.config).await,
-        Some(Command::Serve(config)) => serve(config).await,
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Migrate(config)) => {
             telemetry::init(config.http.log);
             migrate(&config)
@@ -63,6 +82,9 @@ async fn main() {
             coop_ops::run_cluster(cli).await
         }
         Some(Command::Simulate(args)) => coop_ops::run_simulate(args),
+        Some(Command::Transfer(args)) => coop_ops::run_transfer(args).await,
+        Some(Command::Backup(args)) => coop_ops::run_backup(args).await,
+        Some(Command::Restore(args)) => coop_ops::run_restore(args).await,
     };
     if let Err(err) = result {
         eprintln!("coop: {err:#}");
@@ -88,11 +110,18 @@ fn parse_arguments() -> Cli {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let ServeArgs { config, backups } = args;
     telemetry::init(config.http.log);
     let shutdown = shutdown_signal();
     let tier = config.tier();
+    let data_dir = config.database.data_dir.clone();
+    let database_file = config.database.sqlite_file();
     let app = Application::build_with(config, knobs()?).await?;
+    // The embedded tier backs itself up; the task ends with the process.
+    if let Some(file) = database_file {
+        tokio::spawn(coop_ops::backup::schedule::run(data_dir, file, backups));
+    }
     tracing::info!(
         address = %app.address(),
         instance = %app.state().instance_id,

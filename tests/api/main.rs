@@ -30,6 +30,7 @@ mod process;
 mod rate_limits;
 mod signup;
 mod static_assets;
+mod transfer;
 
 #[cfg(feature = "full-suite")]
 mod cluster;

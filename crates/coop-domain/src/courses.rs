@@ -319,10 +319,17 @@ impl NewSemester {
     }
 }
 
-/// RFC 3339 with an offset (`2026-08-01T09:00:00-05:00` or `…Z`), kept in UTC.
+/// RFC 3339 with an offset (`2026-08-01T09:00:00-05:00` or `…Z`), kept in UTC
+/// and to the microsecond, like the clock (`clock::now`): PostgreSQL keeps no
+/// finer, so both tiers store, and show, the same value (and `coop transfer`
+/// finds them equal).
 pub fn parse_instant(raw: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(raw.trim(), &time::format_description::well_known::Rfc3339)
-        .map(|t| t.to_offset(time::UtcOffset::UTC))
+        .map(|t| {
+            let t = t.to_offset(time::UtcOffset::UTC);
+            t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+                .unwrap_or(t)
+        })
         .map_err(|_| format!("{raw:?} is not a time in RFC 3339 form, e.g. 2026-08-01T09:00:00Z"))
 }
 
@@ -803,6 +810,12 @@ mod tests {
             json,
             r#"[{"weekday":"monday","starts_at":"09:30","minutes":45,"room":"Hall"}]"#
         );
+    }
+
+    #[test]
+    fn instants_are_kept_to_the_microsecond_in_utc() {
+        let t = parse_instant("2026-08-01T09:00:00.1234567-05:00").unwrap();
+        assert_eq!(t, time::macros::datetime!(2026-08-01 14:00:00.123456 UTC));
     }
 
     #[test]

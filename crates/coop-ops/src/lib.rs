@@ -8,7 +8,10 @@
 //! - [`autoscale`]: the auto-scaler's rule (Kubernetes' HPA rule, pure and
 //!   deterministic), its settings, and `coop simulate`, which replays a
 //!   traffic trace through that rule against a capacity model and charts the
-//!   timeline as SVG.
+//!   timeline as SVG;
+//! - [`transfer`]: `coop transfer`, which copies a Coop database between
+//!   SQLite and PostgreSQL, resumable and verified;
+//! - [`backup`]: `coop backup` / `coop restore` (`VACUUM INTO` or `pg_dump`).
 //!
 //! This crate never links the web application: the processes it supervises
 //! are child processes of the `coop` binary, not code called in-process.
@@ -16,7 +19,11 @@
 //! [`run_simulate`] (`coop simulate …`).
 
 pub mod autoscale;
+pub mod backup;
 pub mod cluster;
+pub mod transfer;
 
 pub use autoscale::sim::{SimulateArgs, run as run_simulate};
+pub use backup::{BackupArgs, RestoreArgs, backup as run_backup, restore as run_restore};
 pub use cluster::{ClusterCli, run as run_cluster};
+pub use transfer::{TransferArgs, run as run_transfer};

@@ -46,6 +46,8 @@ pub struct Application {
     state: AppState,
     /// What `coop serve` runs beside HTTP: the job queue on the embedded tier.
     worker: Option<Worker<Effects>>,
+    /// Held while serving: keeps `coop transfer` off the SQLite file.
+    _data_lock: Option<coop_runtime::DataLock>,
 }
 
 impl Application {
@@ -60,6 +62,7 @@ impl Application {
         config.validate().map_err(anyhow::Error::msg)?;
         // The recorder first, so every metric recorded from here on is kept.
         let metrics = prometheus_handle();
+        let data_lock = config.database.hold_data_lock()?;
         let db = Db::connect(&config.database).await?;
         db.migrate().await?;
         let redis = match &config.redis.redis_url {
@@ -160,6 +163,7 @@ impl Application {
             router,
             state,
             worker,
+            _data_lock: data_lock,
         })
     }
 
@@ -314,6 +318,7 @@ pub async fn run_worker(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = prometheus_handle();
+    let _data_lock = config.database.hold_data_lock()?;
     let db = Db::connect(&config.database).await?;
     db.migrate().await?;
     // Links in emails point at the HTTP instances, which share this configuration.
@@ -401,6 +406,7 @@ fn worker_probes(
 
 /// `coop migrate`: applies pending migrations and exits.
 pub async fn migrate(config: &Config) -> anyhow::Result<&'static str> {
+    let _data_lock = config.database.hold_data_lock()?;
     let db = Db::connect(&config.database).await?;
     db.migrate().await?;
     let backend = db.backend();

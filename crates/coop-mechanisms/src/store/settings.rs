@@ -80,6 +80,28 @@ impl DatabaseSettings {
     pub fn is_embedded(&self) -> bool {
         matches!(self.database(), DatabaseUrl::Sqlite(_))
     }
+
+    /// The SQLite database file, on the embedded tier.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        match self.database() {
+            DatabaseUrl::Sqlite(url) => {
+                use std::str::FromStr;
+                sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                    .ok()
+                    .map(|options| options.get_filename().to_path_buf())
+            }
+            DatabaseUrl::Postgres(_) => None,
+        }
+    }
+
+    /// On the embedded tier, the lock every process using the SQLite file
+    /// holds so that `coop transfer` never copies it while it changes (see
+    /// `coop_runtime::data_lock`). `None` on PostgreSQL.
+    pub fn hold_data_lock(&self) -> anyhow::Result<Option<coop_runtime::DataLock>> {
+        self.sqlite_file()
+            .map(|file| coop_runtime::DataLock::serving(&file))
+            .transpose()
+    }
 }
 
 fn parse_database_url(value: &str) -> Result<DatabaseUrl, String> {

@@ -60,6 +60,18 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             .collect();
         checks.insert("replicas".into(), serde_json::Value::Object(set));
     }
+    // Scheduled backups (embedded tier) do not decide readiness either; the
+    // operator sees when the last good one was taken, or why the last failed.
+    if let Some(backup) = coop_runtime::backup_status::current() {
+        checks.insert(
+            "backup".into(),
+            json!({
+                "folder": backup.folder,
+                "last_good_at": backup.last_good_at,
+                "last_error": backup.last_error,
+            }),
+        );
+    }
     if state.is_draining() {
         failed.push("the instance is shutting down".to_owned());
         checks.insert("shutdown".into(), json!("draining"));
