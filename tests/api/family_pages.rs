@@ -52,7 +52,7 @@ async fn enrolled(app: &Endpoint, family: &Family, class: &str, child: &str, sta
 async fn a_family_s_pages_show_every_write_that_changed_them(tier: Tier) {
     let sink = SmtpSink::start().await;
     let app = app_with(Backing::new(tier).await, &sink, &[]).await;
-    let c = app.coordinator().await;
+    let c = app.verified_coordinator(&sink).await;
     let semester = app.semester(&c.session, &open_semester()).await;
     let paint = app
         .class(
@@ -247,7 +247,7 @@ async fn a_family_s_pages_on_another_instance_show_its_writes() {
     let backing = Backing::new(Tier::Postgres).await;
     let a = app_with(backing.clone(), &sink, &[]).await;
     let b = spawn_app_on(backing.clone(), &["--run-jobs", "off"]).await;
-    let c = a.coordinator().await;
+    let c = a.verified_coordinator(&sink).await;
     let semester = a.semester(&c.session, &open_semester()).await;
     let chess = a
         .class(
