@@ -32,6 +32,8 @@ pub struct PlainSmtp {
     timeout: Duration,
     hello: ClientId,
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    /// [`CHECK_AFTER_IDLE`] (a field so a test can check at once).
+    check_after_idle: Duration,
     permits: Semaphore,
 }
 
@@ -53,6 +55,7 @@ impl PlainSmtp {
             timeout,
             hello: ClientId::default(),
             idle: Mutex::new(Vec::new()),
+            check_after_idle: CHECK_AFTER_IDLE,
             permits: Semaphore::new(MAX_CONNECTIONS),
         })
     }
@@ -89,7 +92,7 @@ impl PlainSmtp {
             if conn.has_broken() {
                 continue;
             }
-            if since.elapsed() < CHECK_AFTER_IDLE {
+            if since.elapsed() < self.check_after_idle {
                 return Some(conn);
             }
             // A server that stopped answering must not hold the job past
@@ -147,4 +150,81 @@ impl std::fmt::Display for PlainError {
 
 fn timed_out(after: Duration) -> PlainError {
     PlainError::Network(format!("the SMTP server did not answer within {after:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lettre::Address;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    /// A server that answers a whole first session, then never answers a
+    /// NOOP (a relay that hung, or a firewall that drops the idle flow);
+    /// every new connection is served normally.
+    async fn hanging_on_noop() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    let _ = write.write_all(b"220 test ESMTP\r\n").await;
+                    let mut in_data = false;
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let reply: &[u8] = if in_data {
+                            if line != "." {
+                                continue;
+                            }
+                            in_data = false;
+                            b"250 queued\r\n"
+                        } else {
+                            match line.get(..4).unwrap_or("").to_ascii_uppercase().as_str() {
+                                "EHLO" | "HELO" => b"250 test\r\n",
+                                "DATA" => {
+                                    in_data = true;
+                                    b"354 go on\r\n"
+                                }
+                                "NOOP" => continue, // never answered
+                                "QUIT" => b"221 bye\r\n",
+                                _ => b"250 ok\r\n",
+                            }
+                        };
+                        if write.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    /// Issue 15: the NOOP check of an idle connection ran outside the
+    /// provider timeout, so a server that stopped answering held the job
+    /// for ever. Now it gives up within the timeout and opens a new session.
+    #[tokio::test]
+    async fn an_idle_check_the_server_never_answers_ends_within_the_timeout() {
+        let port = hanging_on_noop().await;
+        let timeout = Duration::from_millis(500);
+        let mut smtp = PlainSmtp::for_url(&format!("smtp://127.0.0.1:{port}"), timeout).unwrap();
+        let address: Address = "family@example.org".parse().unwrap();
+        let envelope = Envelope::new(Some(address.clone()), vec![address]).unwrap();
+        smtp.send(&envelope, b"Subject: one\r\n\r\nfirst\r\n")
+            .await
+            .expect("the first email");
+        // The idle connection is checked before its next use.
+        smtp.check_after_idle = Duration::ZERO;
+        let sent = tokio::time::timeout(
+            Duration::from_secs(5),
+            smtp.send(&envelope, b"Subject: two\r\n\r\nsecond\r\n"),
+        )
+        .await
+        .expect("the idle check gave up within the provider timeout");
+        sent.expect("the second email, on a new session");
+    }
 }
