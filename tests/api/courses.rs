@@ -1261,7 +1261,12 @@ async fn an_announcement_to_a_thousand_families_survives_a_worker_killed_midway(
         )
         .send()
         .await;
-    assert_eq!(confirmed.status, StatusCode::NO_CONTENT, "{}", confirmed.text);
+    assert_eq!(
+        confirmed.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        confirmed.text
+    );
     let picnic = |mails: &[ReceivedMail]| -> Vec<ReceivedMail> {
         mails
             .iter()
