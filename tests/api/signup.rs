@@ -123,6 +123,30 @@ async fn an_unconfirmed_coops_invites_wait_for_the_confirmation(tier: Tier) {
         .expect("a welcome job");
     assert_eq!(welcome["state"], "held", "{welcome}");
     assert!(welcome["run_at"].is_null(), "{welcome}");
+    let kinds_in = |state: &'static str| {
+        let app = &app;
+        let session = c.session.clone();
+        async move {
+            let jobs = app
+                .get(&format!("/api/v1/admin/jobs?state={state}"))
+                .session(&session)
+                .send()
+                .await;
+            assert_eq!(jobs.status, StatusCode::OK, "{state}: {}", jobs.text);
+            jobs.json()["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["kind"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(kinds_in("held").await.contains(&"welcome_email".to_owned()));
+    assert!(
+        !kinds_in("ready")
+            .await
+            .contains(&"welcome_email".to_owned())
+    );
 
     let token = confirmation.link_token("/verify-email#token=");
     let verified = app

@@ -40,8 +40,12 @@ impl JobState {
         }
     }
 
+    /// A state as people name it (`held` too, which is not stored).
     pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+        Self::ALL
+            .into_iter()
+            .chain([Self::Held])
+            .find(|s| s.as_str() == raw)
     }
 }
 
@@ -319,18 +323,31 @@ pub async fn list(
     kind: Option<&str>,
     limit: u32,
 ) -> Result<Vec<JobRow>, sqlx::Error> {
+    // `held` is a ready job at HELD_RUN_AT, and `ready` one that is not.
     let sql = format!(
         "SELECT {COLUMNS} FROM jobs WHERE coop_id = $1 AND ($2 OR state = $3) \
-         AND ($4 OR kind = $5) ORDER BY created_at DESC, id DESC LIMIT $6"
+         AND ($4 OR kind = $5) \
+         AND ($7 = '' OR ($7 = 'held') = (run_at = 9223372036854775807)) \
+         ORDER BY created_at DESC, id DESC LIMIT $6"
     );
+    let stored = state.map(|s| match s {
+        JobState::Held => JobState::Ready,
+        other => other,
+    });
+    let readiness = match state {
+        Some(JobState::Held) => "held",
+        Some(JobState::Ready) => "ready",
+        _ => "",
+    };
     with_conn!(db, conn => {
         sqlx::query_as::<_, JobRow>(&sql)
             .bind(coop_id)
-            .bind(state.is_none())
-            .bind(state.map(JobState::as_str).unwrap_or(""))
+            .bind(stored.is_none())
+            .bind(stored.map(JobState::as_str).unwrap_or(""))
             .bind(kind.is_none())
             .bind(kind.unwrap_or(""))
             .bind(i64::from(limit))
+            .bind(readiness)
             .fetch_all(&mut *conn)
             .await
     })

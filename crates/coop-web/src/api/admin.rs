@@ -105,7 +105,8 @@ pub async fn list_jobs(
     let job_state = filter.state.as_deref().and_then(|raw| {
         check.check(
             "state",
-            JobState::parse(raw).ok_or_else(|| "must be ready, running, done or dead".to_owned()),
+            JobState::parse(raw)
+                .ok_or_else(|| "must be ready, held, running, done or dead".to_owned()),
         )
     });
     let kind = filter.kind.as_deref().and_then(|raw| {
