@@ -328,13 +328,9 @@ pub async fn confirm_email(
             },
         )
     };
-    let Ok(token) = reset_token(&form.token) else {
-        let mut errors = FieldErrors::new();
-        errors.insert(
-            "token".into(),
-            "Paste the code from the confirmation email.".into(),
-        );
-        return Ok(again(errors, String::new()));
+    let token = match pasted_code(&form.token) {
+        Ok(token) => token,
+        Err(errors) => return Ok(again(errors, String::new())),
     };
     match state.services.accounts.confirm_email_change(&token).await {
         Ok(()) => {
@@ -345,13 +341,7 @@ pub async fn confirm_email(
             );
             Ok(response)
         }
-        Err(coop_services::Error::NotFound(message))
-        | Err(coop_services::Error::Gone { message, .. })
-        | Err(coop_services::Error::Conflict { message, .. }) => Ok(again(
-            Default::default(),
-            format!("{}.", capitalized(&message)),
-        )),
-        Err(err) => Err(PageError::from(err)),
+        Err(err) => Ok(again(Default::default(), unusable_link(err)?)),
     }
 }
 
@@ -387,21 +377,38 @@ pub async fn verify_email(
             },
         )
     };
-    let Ok(token) = reset_token(&form.token) else {
+    let token = match pasted_code(&form.token) {
+        Ok(token) => token,
+        Err(errors) => return Ok(again(errors, String::new())),
+    };
+    match state.services.accounts.verify_email(&token).await {
+        Ok(()) => Ok(redirect("/home?done=email-verified")),
+        Err(err) => Ok(again(Default::default(), unusable_link(err)?)),
+    }
+}
+
+/// The code from a confirmation email, as pasted into the form (or copied
+/// there from the link by the page's script), or the field's error.
+fn pasted_code(raw: &str) -> Result<String, FieldErrors> {
+    reset_token(raw).map_err(|_| {
         let mut errors = FieldErrors::new();
         errors.insert(
             "token".into(),
             "Paste the code from the confirmation email.".into(),
         );
-        return Ok(again(errors, String::new()));
-    };
-    match state.services.accounts.verify_email(&token).await {
-        Ok(()) => Ok(redirect("/home?done=email-verified")),
-        Err(coop_services::Error::NotFound(message))
-        | Err(coop_services::Error::Gone { message, .. }) => Ok(again(
-            Default::default(),
-            format!("{}.", capitalized(&message)),
-        )),
-        Err(err) => Err(PageError::from(err)),
+        errors
+    })
+}
+
+/// A link that cannot be used (unknown, used or expired) is said on the
+/// form, in the service's words; any other failure is the page's error.
+fn unusable_link(err: coop_services::Error) -> Result<String, PageError> {
+    match err {
+        coop_services::Error::NotFound(message)
+        | coop_services::Error::Gone { message, .. }
+        | coop_services::Error::Conflict { message, .. } => {
+            Ok(format!("{}.", capitalized(&message)))
+        }
+        err => Err(PageError::from(err)),
     }
 }
