@@ -124,7 +124,7 @@ pub async fn seed(args: SeedArgs) -> Result<ExitCode> {
     let api = Api::new(&args.base, 64, Duration::from_secs(30))?;
 
     let listener = TcpListener::bind(&args.smtp_listen).await?;
-    let (invite_tx, invite_rx) = mpsc::unbounded_channel();
+    let (invite_tx, mut invite_rx) = mpsc::unbounded_channel();
     tokio::spawn(smtp::serve(listener, invite_tx));
 
     // The co-op and its coordinator.
@@ -143,9 +143,26 @@ pub async fn seed(args: SeedArgs) -> Result<ExitCode> {
                                     "password": password}}),
         )
         .await?;
-    // 202: the co-op works at once; its emails wait for the confirmation
-    // link, which a benchmark has no use for.
+    // 202: the co-op works at once, but its invites wait until the founder
+    // confirms the address with the code the first email carries.
     expect(&created, 202, "POST /api/v1/coops")?;
+    let code = loop {
+        match tokio::time::timeout_at(deadline.into(), invite_rx.recv()).await {
+            Ok(Some((to, code))) if to == coordinator_email => break code,
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return fail("no confirmation email for the co-op's founder"),
+        }
+    };
+    let confirmed = api
+        .post("/api/v1/auth/verify-email", None, &json!({"token": code}))
+        .await?;
+    if confirmed.status != 204 {
+        return fail(format!(
+            "POST /api/v1/auth/verify-email: {} {}",
+            confirmed.status,
+            confirmed.snippet()
+        ));
+    }
     let login = api
         .post(
             "/api/v1/auth/login",

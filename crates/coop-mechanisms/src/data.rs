@@ -139,6 +139,30 @@ impl Data {
             .await
     }
 
+    /// As `cached`, sharing the cached copy instead of cloning it (see
+    /// `Cache::get_or_load_shared`): for hot reads of many entries at once.
+    pub async fn cached_shared<T, F, Fut>(
+        &self,
+        key: &CacheKey,
+        after: &ReadAfter,
+        load: F,
+    ) -> Result<Option<Arc<T>>, StoreError>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: Fn(Db) -> Fut,
+        Fut: Future<Output = Result<Option<T>, sqlx::Error>>,
+    {
+        let floor = after.floor();
+        self.cache
+            .get_or_load_shared(key, |invalidated_at| async move {
+                let min = floor.max(invalidated_at);
+                replicas::read(&self.primary, self.replicas.as_deref(), min, &load)
+                    .await
+                    .map_err(StoreError::from)
+            })
+            .await
+    }
+
     /// An uncached read on a replica at the caller's floor, else the primary.
     pub async fn read<T, F, Fut>(&self, after: &ReadAfter, load: F) -> Result<T, StoreError>
     where

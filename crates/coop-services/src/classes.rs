@@ -12,6 +12,8 @@
 //! "waitlist, number 3") is cached beside its row and dropped with it: every
 //! write that changes one may change the other.
 
+use std::sync::Arc;
+
 use coop_domain::courses::NewClass;
 use coop_mechanisms::cache::CacheKey;
 use coop_mechanisms::data::Data;
@@ -159,10 +161,17 @@ impl Classes {
 
     /// One class from the cache; `None` when there is no such class.
     pub(crate) async fn cached(&self, ctx: &Ctx, id: Uuid) -> Result<Option<Class>> {
+        Ok(self.shared(ctx, id).await?.map(Arc::unwrap_or_clone))
+    }
+
+    /// One class: the cache's own copy, not a clone (the catalog reads
+    /// hundreds at once, and its callers may recognise a copy they have
+    /// already rendered).
+    async fn shared(&self, ctx: &Ctx, id: Uuid) -> Result<Option<Arc<Class>>> {
         let coop_id = ctx.coop_id();
         Ok(self
             .data
-            .cached(&key(coop_id, id), &ctx.read_after, |db| async move {
+            .cached_shared(&key(coop_id, id), &ctx.read_after, |db| async move {
                 courses::get_class(&db, coop_id, id).await
             })
             .await?)
@@ -187,8 +196,12 @@ impl Classes {
     }
 
     /// A semester's classes with their seats, in creation order: every entry
-    /// from the cache (see the module comment).
-    pub async fn catalog(&self, ctx: &Ctx, semester_id: Uuid) -> Result<(Semester, Vec<Class>)> {
+    /// from the cache (see the module comment), shared rather than cloned.
+    pub async fn catalog(
+        &self,
+        ctx: &Ctx,
+        semester_id: Uuid,
+    ) -> Result<(Semester, Vec<Arc<Class>>)> {
         let semester = self.semesters.get(ctx, semester_id).await?;
         let coop_id = ctx.coop_id();
         let ids: Vec<Uuid> = self
@@ -207,7 +220,7 @@ impl Classes {
         let mut classes = Vec::with_capacity(ids.len());
         for id in ids {
             // A class removed since the id list was cached is simply left out.
-            if let Some(class) = self.cached(ctx, id).await? {
+            if let Some(class) = self.shared(ctx, id).await? {
                 classes.push(class);
             }
         }

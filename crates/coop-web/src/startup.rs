@@ -153,6 +153,7 @@ impl Application {
             knobs,
             instance_id,
             metrics,
+            rendered_classes: Default::default(),
             draining: Default::default(),
         });
         let router = api::router(state.clone());

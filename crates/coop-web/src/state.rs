@@ -13,6 +13,7 @@ use coop_mechanisms::read_positions::ReadPositions;
 use coop_services::Services;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::api::rendered_classes::RenderedClasses;
 use crate::config::HttpSettings;
 use crate::knobs::TestKnobs;
 
@@ -37,6 +38,8 @@ pub struct Inner {
     pub tier: &'static str,
     pub cache: &'static str,
     pub metrics: PrometheusHandle,
+    /// The catalog's JSON of each class, per cached copy.
+    pub rendered_classes: RenderedClasses,
     /// Set once shutdown begins; starts false.
     pub draining: AtomicBool,
 }

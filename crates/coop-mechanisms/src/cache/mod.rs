@@ -119,11 +119,29 @@ impl Cache {
         F: FnOnce(Option<u64>) -> Fut,
         Fut: Future<Output = Result<Option<T>, StoreError>>,
     {
+        let shared = self.get_or_load_shared(key, load).await?;
+        Ok(shared.map(|value| Arc::unwrap_or_clone(value)))
+    }
+
+    /// As `get_or_load`, but an L1 hit hands out the cached copy itself
+    /// rather than a clone: the same `Arc` until the entry is dropped, so a
+    /// caller may remember what it derived from it (the catalog's JSON of
+    /// each class) and recognise it by pointer.
+    pub async fn get_or_load_shared<T, F, Fut>(
+        &self,
+        key: &CacheKey,
+        load: F,
+    ) -> Result<Option<Arc<T>>, StoreError>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce(Option<u64>) -> Fut,
+        Fut: Future<Output = Result<Option<T>, StoreError>>,
+    {
         let kind = key.kind();
         let key = key.as_str();
         let Some(tiers) = &self.0 else {
             metrics::counter!("cache_db_reads_total", "kind" => kind).increment(1);
-            return load(None).await;
+            return load(None).await.map(|found| found.map(Arc::new));
         };
         let decode = |bytes: Bytes| -> Result<T, LoadError> {
             serde_json::from_slice(&bytes).map_err(|e| LoadError::Database(e.into()))
@@ -156,16 +174,20 @@ impl Cache {
             metrics::counter!("cache_bypass_total", "tier" => "l1", "reason" => "unsubscribed")
                 .increment(1);
             match tiers.fetch(key, kind, load).await {
-                Ok(bytes) => return decode(bytes).map(Some).or_else(LoadError::into_result),
+                Ok(bytes) => {
+                    return decode(bytes)
+                        .map(|value| Some(Arc::new(value)))
+                        .or_else(LoadError::into_result);
+                }
                 Err(err) => Err(err),
             }
         };
         match fetched {
-            Ok(entry) => match entry.value.downcast_ref::<T>() {
-                Some(value) => Ok(Some(value.clone())),
+            Ok(entry) => match entry.value.downcast::<T>() {
+                Ok(value) => Ok(Some(value)),
                 // Two types under one key would be a programming error; treat
                 // it as a miss rather than fail the request.
-                None => Ok(load_type_mismatch(key)),
+                Err(_) => Ok(load_type_mismatch(key)),
             },
             Err(err) => err.into_result(),
         }

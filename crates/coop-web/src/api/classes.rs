@@ -224,7 +224,7 @@ pub async fn catalog(
     SignedIn(ctx): SignedIn,
     Path(semester): Path<String>,
     filter: Result<Query<CatalogFilter>, QueryRejection>,
-) -> Result<ApiJson<Catalog>, ApiError> {
+) -> Result<Response, ApiError> {
     let semester = semester_id(&semester)?;
     let Query(filter) =
         filter.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
@@ -244,20 +244,32 @@ pub async fn catalog(
     });
     check.finish()?;
     let (semester, classes) = state.services.classes.catalog(&ctx, semester).await?;
-    let items = classes
-        .iter()
-        .filter(|c| weekday.is_none_or(|day| c.meetings().iter().any(|m| m.weekday == day)))
-        .filter(|c| {
-            age.is_none_or(|age| {
-                c.min_age.is_none_or(|lo| age >= lo) && c.max_age.is_none_or(|hi| age <= hi)
-            })
+    // A `Catalog`, written from each class's remembered JSON (see
+    // `rendered_classes`) instead of serialising every class again.
+    let semester =
+        serde_json::to_vec(&Semester::from(semester)).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut body = Vec::with_capacity(semester.len() + 512 * classes.len() + 32);
+    body.extend_from_slice(br#"{"semester":"#);
+    body.extend_from_slice(&semester);
+    body.extend_from_slice(br#","items":["#);
+    let mut first = true;
+    for class in classes.iter().filter(|c| {
+        age.is_none_or(|age| {
+            c.min_age.is_none_or(|lo| age >= lo) && c.max_age.is_none_or(|hi| age <= hi)
         })
-        .map(Class::from)
-        .collect();
-    Ok(ApiJson(Catalog {
-        semester: semester.into(),
-        items,
-    }))
+    }) {
+        let rendered = state.rendered_classes.get(class);
+        if weekday.is_some_and(|day| !rendered.meets_on(day)) {
+            continue;
+        }
+        if !first {
+            body.push(b',');
+        }
+        first = false;
+        body.extend_from_slice(&rendered.json);
+    }
+    body.extend_from_slice(b"]}");
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// One class with its seats.

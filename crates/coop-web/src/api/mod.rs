@@ -18,6 +18,7 @@ mod ical;
 mod input;
 pub mod invites;
 pub mod payments;
+pub mod rendered_classes;
 pub mod semesters;
 
 use axum::Router;

@@ -116,7 +116,7 @@ pub async fn home(
                     class_id: class.id,
                     seats: format!("{} of {} seats taken", class.seats_taken, class.capacity),
                     waiting: class.waitlist_length,
-                    title: class.title,
+                    title: class.title.clone(),
                 });
             }
         }

@@ -247,8 +247,8 @@ async fn catalog_page(
                 },
                 seats: seats_text(class.seats_left(), class.waitlist_length),
                 full: class.seats_left() == 0,
-                title: class.title,
-                description: class.description,
+                title: class.title.clone(),
+                description: class.description.clone(),
                 placed,
                 free,
             });
