@@ -329,11 +329,16 @@ pub async fn run_worker(
     // Jobs that delete cached rows (a co-op's deletion) tell the instances
     // through Redis; without COOP_REDIS_URL a worker cannot reach their
     // caches, and cached copies last until COOP_CACHE_TTL.
+    // A worker does no other work with Redis, so one that cannot reach it
+    // at start runs its jobs anyway, saying what it cannot do.
     let cache = match &config.redis.redis_url {
-        Some(url) if config.cache.cache => {
-            let redis = Redis::connect(url).await?;
-            Cache::shared(&config.cache, Duration::ZERO, redis.client, redis.conn)
-        }
+        Some(url) if config.cache.cache => match Redis::connect(url).await {
+            Ok(redis) => Cache::shared(&config.cache, Duration::ZERO, redis.client, redis.conn),
+            Err(err) => {
+                tracing::warn!(error = %err, "Redis unavailable: jobs that delete cached rows cannot invalidate them; cached copies end with COOP_CACHE_TTL");
+                Cache::disabled()
+            }
+        },
         _ => Cache::disabled(),
     };
     // Links in emails point at the HTTP instances, which share this configuration.
