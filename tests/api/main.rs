@@ -19,6 +19,7 @@ mod contract;
 mod coops;
 mod courses;
 mod edge;
+mod exports;
 mod families;
 mod family_pages;
 mod idempotency;

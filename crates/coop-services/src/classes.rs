@@ -61,7 +61,7 @@ pub(crate) fn seat_change_keys(
     keys
 }
 
-fn catalog_key(coop_id: Uuid, semester_id: Uuid) -> CacheKey {
+pub(crate) fn catalog_key(coop_id: Uuid, semester_id: Uuid) -> CacheKey {
     CacheKey::new("catalog", format_args!("{coop_id}:{semester_id}"))
 }
 

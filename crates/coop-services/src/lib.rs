@@ -14,12 +14,15 @@
 
 pub mod accounts;
 pub mod announcements;
+mod archive;
 pub mod calendar;
 pub mod children;
 pub mod classes;
 mod context;
+pub mod deletion;
 pub mod enrollments;
 mod error;
+pub mod exports;
 pub mod families;
 pub mod idempotency;
 pub mod jobs;

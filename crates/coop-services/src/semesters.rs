@@ -23,7 +23,7 @@ pub(crate) fn key(coop_id: Uuid, id: Uuid) -> CacheKey {
 }
 
 /// The co-op's list of semesters.
-fn list_key(coop_id: Uuid) -> CacheKey {
+pub(crate) fn list_key(coop_id: Uuid) -> CacheKey {
     CacheKey::new("semesters", coop_id)
 }
 

@@ -15,7 +15,9 @@ use crate::announcements::Announcements;
 use crate::calendar::Calendar;
 use crate::children::Children;
 use crate::classes::Classes;
+use crate::deletion::CoopDeletion;
 use crate::enrollments::Enrollments;
+use crate::exports::Exports;
 use crate::families::Families;
 use crate::idempotency::IdempotencyKeys;
 use crate::jobs::{InlineJobs, Kind};
@@ -33,6 +35,10 @@ pub struct Parts {
     /// Whether a payment provider is configured.
     pub payments_configured: bool,
     pub idempotency_lease: Duration,
+    /// How long a co-op's deletion waits after it is asked for.
+    pub deletion_grace: Duration,
+    /// How long a built export can be downloaded.
+    pub export_ttl: Duration,
     /// The `COOP_JOBS_INLINE` benchmark variant (off in production).
     pub inline_jobs: Option<Arc<InlineJobs>>,
 }
@@ -49,6 +55,8 @@ pub struct Services {
     pub calendar: Calendar,
     pub queue: Queue,
     pub idempotency: IdempotencyKeys,
+    pub exports: Exports,
+    pub deletion: CoopDeletion,
     data: Data,
 }
 
@@ -67,6 +75,8 @@ impl Services {
             job_max_attempts,
             payments_configured,
             idempotency_lease,
+            deletion_grace,
+            export_ttl,
             inline_jobs,
         } = parts;
         let sessions = SessionStore::new(data.clone(), session_ttl, session_idle);
@@ -84,6 +94,13 @@ impl Services {
             semesters,
             children: Children::new(data.clone(), families.clone()),
             announcements: Announcements::new(data.clone(), job_max_attempts),
+            exports: Exports::new(data.clone(), job_max_attempts, export_ttl),
+            deletion: CoopDeletion::new(
+                data.clone(),
+                hasher.clone(),
+                deletion_grace,
+                job_max_attempts,
+            ),
             accounts: Accounts::new(data.clone(), sessions, hasher, job_max_attempts),
             payments: Payments::new(
                 data.clone(),

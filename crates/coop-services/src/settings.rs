@@ -19,6 +19,18 @@ pub struct AccountSettings {
           default_value = "7d", value_parser = parse_duration)]
     pub invite_ttl: Duration,
 
+    /// How long a co-op's export can be downloaded once it is built; then
+    /// its archive is deleted.
+    #[arg(long = "export-ttl", env = "COOP_EXPORT_TTL", value_name = "COOP_EXPORT_TTL",
+          default_value = "7d", value_parser = parse_duration)]
+    pub export_ttl: Duration,
+
+    /// How long after a coordinator asks to delete the co-op its data is
+    /// deleted (until then it works, and the deletion can be cancelled).
+    #[arg(long = "deletion-grace", env = "COOP_DELETION_GRACE", value_name = "COOP_DELETION_GRACE",
+          default_value = "30d", value_parser = parse_duration)]
+    pub deletion_grace: Duration,
+
     /// Session lifetime: a session ends this long after sign-in, however
     /// busy it is.
     #[arg(long = "session-ttl", env = "COOP_SESSION_TTL", value_name = "COOP_SESSION_TTL",

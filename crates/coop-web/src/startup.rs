@@ -89,13 +89,16 @@ impl Application {
             None => None,
         };
         let instance_id = config.instance_id(address);
-        let effects = Arc::new(Effects::new(
-            &config.providers,
-            &config.accounts,
-            &config.database.data_dir,
-            db.clone(),
-            address,
-        )?);
+        let effects = Arc::new(
+            Effects::new(
+                &config.providers,
+                &config.accounts,
+                &config.database.data_dir,
+                db.clone(),
+                address,
+            )?
+            .with_cache(cache.clone()),
+        );
         let worker_config = WorkerConfig::new(&config.jobs, config.http.shutdown_timeout);
         let inline_jobs = knobs.jobs_inline.then(|| {
             Arc::new(InlineJobs::new(
@@ -112,6 +115,8 @@ impl Application {
             job_max_attempts: config.jobs.job_max_attempts,
             payments_configured: config.providers.payments_url.is_some(),
             idempotency_lease: config.idempotency_lease(),
+            deletion_grace: config.accounts.deletion_grace,
+            export_ttl: config.accounts.export_ttl,
             inline_jobs,
         }));
         let worker = config.serve_runs_jobs().then(|| {
@@ -322,14 +327,32 @@ pub async fn run_worker(
     let _data_lock = config.database.hold_data_lock()?;
     let db = Db::connect(&config.database).await?;
     db.migrate().await?;
+    // Jobs that delete cached rows (a co-op's deletion) tell the instances
+    // through Redis; without COOP_REDIS_URL a worker cannot reach their
+    // caches, and cached copies last until COOP_CACHE_TTL.
+    // A worker does no other work with Redis, so one that cannot reach it
+    // at start runs its jobs anyway, saying what it cannot do.
+    let cache = match &config.redis.redis_url {
+        Some(url) if config.cache.cache => match Redis::connect(url).await {
+            Ok(redis) => Cache::shared(&config.cache, Duration::ZERO, redis.client, redis.conn),
+            Err(err) => {
+                tracing::warn!(error = %err, "Redis unavailable: jobs that delete cached rows cannot invalidate them; cached copies end with COOP_CACHE_TTL");
+                Cache::disabled()
+            }
+        },
+        _ => Cache::disabled(),
+    };
     // Links in emails point at the HTTP instances, which share this configuration.
-    let effects = Arc::new(Effects::new(
-        &config.providers,
-        &config.accounts,
-        &config.database.data_dir,
-        db.clone(),
-        config.http.listen,
-    )?);
+    let effects = Arc::new(
+        Effects::new(
+            &config.providers,
+            &config.accounts,
+            &config.database.data_dir,
+            db.clone(),
+            config.http.listen,
+        )?
+        .with_cache(cache),
+    );
     let listener = TcpListener::bind(config.jobs.worker_listen)
         .await
         .with_context(|| {

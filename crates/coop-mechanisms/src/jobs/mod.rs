@@ -35,12 +35,16 @@ pub enum Outcome {
     },
     /// Failed in a way no retry can fix.
     Dead(String),
+    /// Done, and its effect removed the job's own row with everything else
+    /// of its co-op (the last batch of a co-op's deletion): there is no row
+    /// left to record the outcome on, and none is missing.
+    Removed,
 }
 
 impl Outcome {
     pub fn label(&self) -> &'static str {
         match self {
-            Self::Done => "done",
+            Self::Done | Self::Removed => "done",
             Self::Retry(_) => "retry",
             Self::Deferred { .. } => "deferred",
             Self::Dead(_) => "dead",

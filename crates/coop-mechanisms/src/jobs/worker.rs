@@ -199,6 +199,7 @@ async fn run_one<R: JobRunner>(
         .increment(1);
     let recorded = match &outcome {
         Outcome::Done => jobs::complete(db, job.id, claim).await,
+        Outcome::Removed => Ok(true),
         Outcome::Retry(error) if job.attempts < job.max_attempts => {
             let delay = backoff(
                 job.attempts as u32,

@@ -297,6 +297,37 @@ pub const TABLES: &[Table] = &[
         ],
         copied: true,
     },
+    // A co-op's exports, archives included (migration 0007): a download
+    // link emailed before the move still works after it.
+    Table {
+        name: "coop_exports",
+        key: &["id"],
+        columns: &[
+            ("id", Uuid),
+            ("coop_id", Uuid),
+            ("requested_by", Uuid),
+            ("state", Text),
+            ("archive", Bytes),
+            ("archive_bytes", I64),
+            ("created_at", I64),
+            ("ready_at", I64),
+            ("expires_at", I64),
+        ],
+        copied: true,
+    },
+    // Scheduled deletions (migration 0007): the grace period goes on after the move.
+    Table {
+        name: "coop_deletions",
+        key: &["coop_id"],
+        columns: &[
+            ("coop_id", Uuid),
+            ("requested_by", Uuid),
+            ("requested_at", I64),
+            ("deletes_at", I64),
+            ("started_at", I64),
+        ],
+        copied: true,
+    },
     Table {
         name: "job_effects",
         key: &["key"],

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use coop_domain::{PaymentState, token};
+use coop_mechanisms::cache::{Cache, CacheKey};
 use coop_mechanisms::jobs::{JobRunner, Outcome};
 use coop_mechanisms::providers::ProviderSettings;
 use coop_mechanisms::providers::mail::{Email, Mailer};
@@ -29,8 +30,8 @@ use lettre::message::Mailbox;
 use uuid::Uuid;
 
 use super::{
-    AnnouncementEmailJob, EmailChangeJob, FamilyJob, FanOutJob, Kind, PaymentJob, PromotionJob,
-    RefundJob, UserJob,
+    AnnouncementEmailJob, DeletionJob, EmailChangeJob, ExportJob, FamilyJob, FanOutJob, Kind,
+    PaymentJob, PromotionJob, RefundJob, UserJob,
 };
 use crate::AccountSettings;
 
@@ -46,13 +47,23 @@ const VERIFICATION_TTL: Duration = Duration::from_secs(7 * 86_400);
 /// Recipients found per fan-out job: a few hundred rows and jobs per commit.
 const FAN_OUT_BATCH: u32 = 500;
 
+/// Rows removed per batch of a co-op's deletion: each batch is one short
+/// transaction (see `store::deletion`).
+const DELETION_BATCH: u32 = 500;
+
 /// Everything jobs need from the outside world.
 pub struct Effects {
     pub db: Db,
     pub mailer: Mailer,
     pub payments: Option<PaymentProvider>,
+    /// Where jobs that delete cached rows (a co-op's deletion) drop them:
+    /// the application's cache in `coop serve`; in `coop worker`, Redis when
+    /// COOP_REDIS_URL is set (which tells every instance), else nothing.
+    cache: Cache,
     public_url: String,
     invite_ttl: Duration,
+    export_ttl: Duration,
+    deletion_grace: Duration,
     message_id_domain: String,
 }
 
@@ -79,10 +90,19 @@ impl Effects {
             db,
             mailer: Mailer::new(providers, data_dir)?,
             payments: PaymentProvider::new(providers)?,
+            cache: Cache::disabled(),
             public_url,
             invite_ttl: accounts.invite_ttl,
+            export_ttl: accounts.export_ttl,
+            deletion_grace: accounts.deletion_grace,
             message_id_domain,
         })
+    }
+
+    /// Jobs invalidate `cache` when they delete what it may hold.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
+        self
     }
 
     async fn run_job(&self, job: &JobRow) -> Outcome {
@@ -145,6 +165,29 @@ impl Effects {
             },
             Kind::AccountExistsNotice => match payload::<UserJob>(job) {
                 Ok(p) => self.account_exists_notice(job, p.user_id).await,
+                Err(dead) => Err(dead),
+            },
+            Kind::BuildExport => match payload::<ExportJob>(job) {
+                Ok(p) => self.build_export(job, p.export_id).await,
+                Err(dead) => Err(dead),
+            },
+            Kind::ExportReadyEmail => match payload::<ExportJob>(job) {
+                Ok(p) => self.export_ready_email(job, p.export_id).await,
+                Err(dead) => Err(dead),
+            },
+            Kind::ExpireExport => match payload::<ExportJob>(job) {
+                Ok(p) => store::exports::expire(&self.db, p.export_id)
+                    .await
+                    .map(|()| Outcome::Done)
+                    .map_err(Outcome::from),
+                Err(dead) => Err(dead),
+            },
+            Kind::DeletionNotice => match payload::<DeletionJob>(job) {
+                Ok(p) => self.deletion_notice(job, p.requested_at).await,
+                Err(dead) => Err(dead),
+            },
+            Kind::DeleteCoop => match payload::<DeletionJob>(job) {
+                Ok(p) => self.delete_coop(job, p.requested_at, p.batch).await,
                 Err(dead) => Err(dead),
             },
         };
@@ -338,6 +381,11 @@ impl Effects {
             // Removed before its welcome: nobody to welcome.
             return Ok(Outcome::Done);
         };
+        if store::deletion::get(&self.db, job.coop_id).await?.is_some() {
+            // The co-op is to be deleted: no new invites go out (a
+            // coordinator who cancels the deletion can send it again).
+            return Ok(Outcome::Done);
+        }
         let coop = self.coop_name(job.coop_id).await?;
         let token = token::generate();
         let expires_at = now_ms() + self.invite_ttl.as_millis() as i64;
@@ -636,6 +684,180 @@ impl Effects {
         Ok(Outcome::Done)
     }
 
+    /// Builds the co-op's export archive and stores it, with the email that
+    /// says so and the job that deletes it when its link expires.
+    async fn build_export(&self, job: &JobRow, export_id: Uuid) -> Result<Outcome, Outcome> {
+        let Some(export) = store::exports::get(&self.db, job.coop_id, export_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        if export.state != "queued" {
+            return Ok(Outcome::Done);
+        }
+        match self.export_archive(job.coop_id).await {
+            Ok(archive) => {
+                let ready_at = now_ms();
+                let expires_at = ready_at.saturating_add(self.export_ttl.as_millis() as i64);
+                let attempts = u32::try_from(job.max_attempts).unwrap_or(1);
+                let then = [
+                    super::export_ready_job(job.coop_id, export_id, attempts),
+                    super::expire_export_job(job.coop_id, export_id, expires_at, attempts),
+                ];
+                store::exports::finish(&self.db, export_id, &archive, ready_at, expires_at, &then)
+                    .await?;
+                Ok(Outcome::Done)
+            }
+            Err(outcome) => {
+                // The last attempt: the export is failed, and the co-op may
+                // ask for another (only one may be in progress).
+                if matches!(outcome, Outcome::Dead(_)) || job.attempts >= job.max_attempts {
+                    store::exports::fail(&self.db, export_id).await?;
+                }
+                Err(outcome)
+            }
+        }
+    }
+
+    async fn export_archive(&self, coop_id: Uuid) -> Result<Vec<u8>, Outcome> {
+        let coop_name = self.coop_name(coop_id).await?;
+        let tables = store::exports::read_all(&self.db, coop_id).await?;
+        let grace_days = self.deletion_grace.as_secs().div_ceil(86_400);
+        // Compressing is CPU work: off the runtime's threads.
+        tokio::task::spawn_blocking(move || {
+            let exported_at = crate::archive::rfc3339(coop_domain::clock::now());
+            let rows = store::exports::TABLES
+                .iter()
+                .zip(tables)
+                .map(|(table, rows)| crate::archive::TableRows { table, rows })
+                .collect::<Vec<_>>();
+            crate::archive::build(
+                &crate::archive::About {
+                    coop_id,
+                    coop_name: &coop_name,
+                    exported_at: &exported_at,
+                    deletion_grace_days: grace_days,
+                },
+                &rows,
+            )
+        })
+        .await
+        .map_err(|e| Outcome::Retry(format!("building the archive stopped: {e}")))?
+        .map_err(|e| Outcome::Retry(format!("building the archive failed: {e:#}")))
+    }
+
+    /// "Your export is ready", with its link and expiry, to the coordinator
+    /// who asked.
+    async fn export_ready_email(&self, job: &JobRow, export_id: Uuid) -> Result<Outcome, Outcome> {
+        if store::jobs::effect_done(&self.db, &job.key).await? {
+            return Ok(Outcome::Done);
+        }
+        let Some(notice) = store::exports::ready_notice(&self.db, export_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        if notice.state != "ready" {
+            return Ok(Outcome::Done);
+        }
+        let expires = notice
+            .expires_at
+            .map(|ms| crate::archive::rfc3339(coop_domain::clock::from_unix_ms(ms)))
+            .unwrap_or_default();
+        let link = format!("{}/api/v1/exports/{export_id}/archive", self.public_url);
+        let coop = &notice.coop_name;
+        let body = format!(
+            "Hello {name},\n\n\
+             the export of {coop}'s data that you asked for is ready: one zip file with \
+             every family, child, semester, class, enrollment, payment and announcement, \
+             as CSV and JSON, and a README that explains each file.\n\n\
+             Download it here (signed in to Coop as a coordinator of {coop}):\n\n{link}\n\n\
+             The link works until {expires} (UTC). Then the file is deleted; you can ask \
+             for a new export at any time.\n",
+            name = notice.name,
+        );
+        self.send_once(
+            &job.key,
+            Email {
+                to: mailbox(&notice.name, &notice.email)?,
+                subject: format!("Your export of {coop} is ready"),
+                body,
+                message_id: self.message_id(&job.key),
+            },
+        )
+        .await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Tells each coordinator that the co-op's deletion is scheduled, and
+    /// how to cancel it; each send is recorded on its own, like the
+    /// coordinators' notice of a new family.
+    async fn deletion_notice(&self, job: &JobRow, requested_at: i64) -> Result<Outcome, Outcome> {
+        let Some(deletion) = store::deletion::get(&self.db, job.coop_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        if deletion.requested_at != requested_at {
+            return Ok(Outcome::Done);
+        }
+        let coop = self.coop_name(job.coop_id).await?;
+        let when = crate::archive::rfc3339(coop_domain::clock::from_unix_ms(deletion.deletes_at));
+        let url = &self.public_url;
+        for (user_id, email, name) in store::coops::coordinators(&self.db, job.coop_id).await? {
+            let key = format!("{}.{user_id}", job.key);
+            if store::jobs::effect_done(&self.db, &key).await? {
+                continue;
+            }
+            let body = format!(
+                "Hello {name},\n\n\
+                 a coordinator asked Coop to delete {coop}. On {when} (UTC), everything of \
+                 the co-op will be deleted: its accounts, families, children, semesters, \
+                 classes, enrollments, payments and announcements. Nobody will be able to \
+                 sign in to it after that.\n\n\
+                 Until then the co-op works as before. To keep its data, download an \
+                 export first. To stop the deletion, cancel it on the co-op's settings: \
+                 {url}/coop\n"
+            );
+            let email = Email {
+                to: mailbox(&name, &email)?,
+                subject: format!("{coop} will be deleted on {}", &when[..10.min(when.len())]),
+                body,
+                message_id: self.message_id(&key),
+            };
+            self.send_once(&key, email).await?;
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// One batch of the co-op's deletion, once its grace period is over; it
+    /// queues the next batch in its own commit, and the last one removes the
+    /// co-op's row and, with it, this job's own.
+    async fn delete_coop(
+        &self,
+        job: &JobRow,
+        requested_at: i64,
+        batch: u64,
+    ) -> Result<Outcome, Outcome> {
+        let coop_id = job.coop_id;
+        if !store::deletion::begin(&self.db, coop_id, requested_at).await? {
+            // Cancelled (or cancelled and asked for again: that schedule has
+            // a job of its own).
+            return Ok(Outcome::Done);
+        }
+        let attempts = u32::try_from(job.max_attempts).unwrap_or(1);
+        let next = super::delete_coop_job(coop_id, requested_at, batch + 1, now_ms(), attempts);
+        let removed =
+            store::deletion::delete_batch(&self.db, coop_id, DELETION_BATCH, &next).await?;
+        let keys = removed_keys(coop_id, &removed);
+        self.cache.invalidate(&keys, None).await;
+        tracing::info!(
+            coop = %coop_id,
+            batch,
+            table = removed.table.unwrap_or("coops"),
+            rows = removed.rows,
+            "deleting a co-op"
+        );
+        Ok(match removed.table {
+            Some(_) => Outcome::Done,
+            None => Outcome::Removed,
+        })
+    }
+
     /// Sends `email` and records `key` as done. The documented window: a crash
     /// after the server accepted the email and before the record commits sends
     /// it again on the rerun. The connection for the record is taken before
@@ -655,6 +877,39 @@ impl Effects {
     fn message_id(&self, key: &str) -> String {
         format!("<{key}@{}>", self.message_id_domain)
     }
+}
+
+/// The cache entries of what a deletion batch removed: the sessions it
+/// ended (nobody of the co-op stays signed in on any instance) and the
+/// cached rows, which nobody can read any more but which should not linger.
+fn removed_keys(coop_id: Uuid, removed: &store::deletion::Removed) -> Vec<CacheKey> {
+    let mut keys: Vec<CacheKey> = removed
+        .sessions
+        .iter()
+        .map(|hash| coop_mechanisms::sessions::cache_key(hash))
+        .collect();
+    for &id in &removed.ids {
+        match removed.table {
+            Some("families") => keys.extend([
+                crate::families::key(coop_id, id),
+                crate::families::children_key(coop_id, id),
+                crate::families::enrollments_key(coop_id, id),
+            ]),
+            Some("semesters") => keys.extend([
+                crate::semesters::key(coop_id, id),
+                crate::classes::catalog_key(coop_id, id),
+            ]),
+            Some("classes") => keys.extend([
+                crate::classes::key(coop_id, id),
+                crate::classes::waitlist_key(coop_id, id),
+            ]),
+            _ => {}
+        }
+    }
+    if removed.table == Some("semesters") {
+        keys.push(crate::semesters::list_key(coop_id));
+    }
+    keys
 }
 
 fn payload<T: serde::de::DeserializeOwned>(job: &JobRow) -> Result<T, Outcome> {

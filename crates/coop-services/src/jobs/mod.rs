@@ -37,10 +37,20 @@ pub enum Kind {
     /// Someone tried to start a co-op with an address that has an account:
     /// tell its owner (the sign-up's answer does not say so).
     AccountExistsNotice,
+    /// Build a co-op's export archive.
+    BuildExport,
+    /// "Your export is ready", to the coordinator who asked.
+    ExportReadyEmail,
+    /// Delete an export's archive when its link expires.
+    ExpireExport,
+    /// Tell the co-op's coordinators that its deletion is scheduled.
+    DeletionNotice,
+    /// One batch of a co-op's deletion (see `store::deletion`).
+    DeleteCoop,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 17] = [
         Self::WelcomeEmail,
         Self::CoordinatorNotice,
         Self::CalendarEvents,
@@ -53,6 +63,11 @@ impl Kind {
         Self::EmailChangeConfirmation,
         Self::SignupVerification,
         Self::AccountExistsNotice,
+        Self::BuildExport,
+        Self::ExportReadyEmail,
+        Self::ExpireExport,
+        Self::DeletionNotice,
+        Self::DeleteCoop,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +84,11 @@ impl Kind {
             Self::EmailChangeConfirmation => "email_change_confirmation",
             Self::SignupVerification => "signup_verification",
             Self::AccountExistsNotice => "account_exists_notice",
+            Self::BuildExport => "build_export",
+            Self::ExportReadyEmail => "export_ready_email",
+            Self::ExpireExport => "expire_export",
+            Self::DeletionNotice => "deletion_notice",
+            Self::DeleteCoop => "delete_coop",
         }
     }
 
@@ -146,6 +166,89 @@ pub struct FanOutJob {
 pub struct AnnouncementEmailJob {
     pub announcement_id: Uuid,
     pub family_id: Uuid,
+}
+
+/// The payload of the three export jobs.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExportJob {
+    pub export_id: Uuid,
+}
+
+/// The payload of a deletion's jobs: which schedule (a deletion cancelled
+/// and asked for again is a new one) and, for a batch, its number.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeletionJob {
+    pub requested_at: i64,
+    #[serde(default)]
+    pub batch: u64,
+}
+
+pub fn build_export_job(coop_id: Uuid, export_id: Uuid, max_attempts: u32) -> NewJob {
+    let payload = serde_json::json!({ "export_id": export_id }).to_string();
+    new_job(coop_id, Kind::BuildExport, export_id, payload, max_attempts)
+}
+
+pub fn export_ready_job(coop_id: Uuid, export_id: Uuid, max_attempts: u32) -> NewJob {
+    let payload = serde_json::json!({ "export_id": export_id }).to_string();
+    new_job(
+        coop_id,
+        Kind::ExportReadyEmail,
+        export_id,
+        payload,
+        max_attempts,
+    )
+}
+
+/// Runs when the export's link expires (`expires_at`, Unix milliseconds).
+pub fn expire_export_job(
+    coop_id: Uuid,
+    export_id: Uuid,
+    expires_at: i64,
+    max_attempts: u32,
+) -> NewJob {
+    let payload = serde_json::json!({ "export_id": export_id }).to_string();
+    NewJob {
+        run_at: expires_at,
+        ..new_job(
+            coop_id,
+            Kind::ExpireExport,
+            export_id,
+            payload,
+            max_attempts,
+        )
+    }
+}
+
+pub fn deletion_notice_job(coop_id: Uuid, requested_at: i64, max_attempts: u32) -> NewJob {
+    let payload = serde_json::json!({ "requested_at": requested_at }).to_string();
+    keyed_job(
+        coop_id,
+        Kind::DeletionNotice,
+        format!("{coop_id}.{requested_at}"),
+        payload,
+        max_attempts,
+    )
+}
+
+/// Batch `batch` of the deletion scheduled at `requested_at`, due at `run_at`.
+pub fn delete_coop_job(
+    coop_id: Uuid,
+    requested_at: i64,
+    batch: u64,
+    run_at: i64,
+    max_attempts: u32,
+) -> NewJob {
+    let payload = serde_json::json!({ "requested_at": requested_at, "batch": batch }).to_string();
+    NewJob {
+        run_at,
+        ..keyed_job(
+            coop_id,
+            Kind::DeleteCoop,
+            format!("{coop_id}.{requested_at}.{batch}"),
+            payload,
+            max_attempts,
+        )
+    }
 }
 
 fn new_job(coop_id: Uuid, kind: Kind, subject: Uuid, payload: String, max_attempts: u32) -> NewJob {

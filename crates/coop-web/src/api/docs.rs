@@ -23,6 +23,7 @@ use crate::state::AppState;
         (name = "children", description = "A family's children"),
         (name = "enrollments", description = "Enrolling children in classes, waitlists, drops"),
         (name = "announcements", description = "Messages to the co-op or a class, emailed through the queue"),
+        (name = "exports", description = "A co-op's data as one archive, built by a job, downloadable until it expires"),
         (name = "admin", description = "Background jobs, for coordinators"),
         (name = "operations", description = "Health, readiness and metrics"),
     )

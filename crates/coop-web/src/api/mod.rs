@@ -10,8 +10,10 @@ pub mod auth;
 pub mod calendar;
 pub mod children;
 pub mod classes;
+pub mod coop_deletion;
 pub mod coops;
 pub mod docs;
+pub mod exports;
 pub mod families;
 pub mod health;
 mod ical;
@@ -85,6 +87,14 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(classes::taught))
         .routes(routes!(announcements::list, announcements::send))
         .routes(routes!(announcements::get))
+        .routes(routes!(exports::list, exports::request))
+        .routes(routes!(exports::get))
+        .routes(routes!(exports::archive))
+        .routes(routes!(
+            coop_deletion::get,
+            coop_deletion::schedule,
+            coop_deletion::cancel
+        ))
         .routes(routes!(admin::list_jobs))
         .routes(routes!(admin::retry_job))
         .routes(routes!(health::health))

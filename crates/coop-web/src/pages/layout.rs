@@ -95,6 +95,11 @@ fn notice(code: &str) -> Option<&'static str> {
             "A link to confirm your new email is on its way to it. Your email changes when you open it."
         }
         "email-changed" => "Your email is changed. Sign in with the new one.",
+        "export-asked" => "The export is being built; we will email you when it is ready.",
+        "deletion-scheduled" => {
+            "The co-op's deletion is scheduled; every coordinator is emailed. You can cancel it here."
+        }
+        "deletion-cancelled" => "The deletion is cancelled: the co-op stays.",
         _ => return None,
     })
 }

@@ -15,6 +15,7 @@
 //! shared cache may keep them. Forms carry a CSRF token (`forms::Csrf`).
 
 mod account;
+mod coop;
 mod coordinator;
 mod errors;
 mod family;
@@ -121,6 +122,10 @@ pub fn router() -> Router<AppState> {
         .route("/classes/{id}/drop", post(family::drop_class))
         .route("/classes/{id}/seats", get(family::seats))
         .route("/jobs", get(coordinator::jobs))
+        .route("/coop", get(coop::show))
+        .route("/coop/export", post(coop::export))
+        .route("/coop/deletion", post(coop::delete))
+        .route("/coop/deletion/cancel", post(coop::cancel))
         .route("/jobs/{id}/retry", post(coordinator::retry_job))
         .route("/catalog", get(family::catalog))
         .route("/schedule", get(family::schedule))
