@@ -24,12 +24,14 @@ mod family_pages;
 mod idempotency;
 mod instances;
 mod jobs;
+mod operators;
 mod operations;
 mod pages;
 mod process;
 mod rate_limits;
 mod signup;
 mod static_assets;
+mod trace_context;
 mod transfer;
 
 #[cfg(feature = "full-suite")]

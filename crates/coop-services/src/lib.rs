@@ -23,6 +23,7 @@ mod error;
 pub mod families;
 pub mod idempotency;
 pub mod jobs;
+pub mod operators;
 pub mod payments;
 pub mod queue;
 pub mod semesters;

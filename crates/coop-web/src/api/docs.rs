@@ -24,7 +24,7 @@ use crate::state::AppState;
         (name = "enrollments", description = "Enrolling children in classes, waitlists, drops"),
         (name = "announcements", description = "Messages to the co-op or a class, emailed through the queue"),
         (name = "admin", description = "Background jobs, for coordinators"),
-        (name = "operations", description = "Health, readiness and metrics"),
+        (name = "operations", description = "Health, readiness and metrics; the operations page's samples, for platform operators"),
     )
 )]
 pub struct ApiDoc;

@@ -17,6 +17,7 @@ pub mod health;
 mod ical;
 mod input;
 pub mod invites;
+pub mod operations;
 pub mod payments;
 pub mod semesters;
 
@@ -25,14 +26,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::get;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::{
     MAX_BODY_BYTES, fallback, idempotency, metrics, rate_limit, read_after, same_origin,
-    security_headers, shared_responses, timeout,
+    security_headers, shared_responses, timeout, trace,
 };
 use crate::state::AppState;
 
@@ -86,6 +86,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(announcements::get))
         .routes(routes!(admin::list_jobs))
         .routes(routes!(admin::retry_job))
+        .routes(routes!(operations::samples))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .routes(routes!(health::metrics))
@@ -152,7 +153,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn(metrics::track_requests))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(trace::trace))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
