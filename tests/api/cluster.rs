@@ -804,10 +804,7 @@ async fn one_trace_id_runs_from_nginx_through_the_instance_to_the_worker() {
         if found {
             assert!(nginx[0].contains("POST /api/v1/coops"), "{nginx:?}");
             // No personal data in the instance's lines of the request.
-            assert!(
-                instance.iter().all(|l| !l.contains(&email)),
-                "{instance:?}"
-            );
+            assert!(instance.iter().all(|l| !l.contains(&email)), "{instance:?}");
             break;
         }
         assert!(
@@ -824,7 +821,10 @@ async fn one_trace_id_runs_from_nginx_through_the_instance_to_the_worker() {
         .send()
         .await
         .expect("health through nginx");
-    let answered = answer.headers()["coop-trace-id"].to_str().unwrap().to_owned();
+    let answered = answer.headers()["coop-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(answered.len(), 32);
     let started = Instant::now();
     while log_lines_with(&cluster, "nginx-access.log", &format!("trace={answered}")).is_empty() {

@@ -90,7 +90,10 @@ async fn an_operator_from_the_command_line_signs_in_and_sees_no_coop(tier: Tier)
             .await
         }
     };
-    assert_eq!(set("an operator's password").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        set("an operator's password").await.status,
+        StatusCode::NO_CONTENT
+    );
     // The link works once.
     let again = set("another password here").await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
@@ -114,7 +117,12 @@ async fn an_operator_from_the_command_line_signs_in_and_sees_no_coop(tier: Tier)
         "/api/v1/admin/jobs",
     ] {
         let refused = app.get(path).session(&session).send().await;
-        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}: {}", refused.text);
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {}",
+            refused.text
+        );
         assert!(!refused.text.contains("The Private"), "{}", refused.text);
     }
     let write = app
@@ -133,7 +141,12 @@ async fn an_operator_from_the_command_line_signs_in_and_sees_no_coop(tier: Tier)
     for path in ["/families", "/semesters", "/jobs", "/profile"] {
         let refused = app.get(path).session(&session).send().await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
-        assert!(refused.header("content-type").unwrap().starts_with("text/html"));
+        assert!(
+            refused
+                .header("content-type")
+                .unwrap()
+                .starts_with("text/html")
+        );
     }
     let page = app.get("/operations").session(&session).send().await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
@@ -181,7 +194,11 @@ async fn only_operators_see_the_operations_endpoints(tier: Tier) {
         assert_eq!(api.error_code(), "not_found");
         let page = page.send().await;
         assert_eq!(page.status, StatusCode::NOT_FOUND);
-        assert!(page.header("content-type").unwrap().starts_with("text/html"));
+        assert!(
+            page.header("content-type")
+                .unwrap()
+                .starts_with("text/html")
+        );
         assert_eq!(charts.send().await.status, StatusCode::NOT_FOUND);
     }
 }

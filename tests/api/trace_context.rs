@@ -16,7 +16,11 @@ both_tiers!(
 
 /// Adds a family with these extra headers; the answer's headers and the
 /// family's email.
-async fn add_family(app: &TestApp, session: &str, headers: &[(&str, &str)]) -> (crate::support::TestResponse, String) {
+async fn add_family(
+    app: &TestApp,
+    session: &str,
+    headers: &[(&str, &str)],
+) -> (crate::support::TestResponse, String) {
     let email = format!("{}@example.org", Uuid::new_v4().simple());
     let mut request = app
         .post(
@@ -63,7 +67,10 @@ async fn a_clients_trace_id_is_answered_and_stored_with_the_jobs_it_queues(tier:
     let answered = answer.header("traceparent").expect("a traceparent answer");
     let fields: Vec<&str> = answered.split('-').collect();
     assert_eq!(fields.len(), 4, "{answered}");
-    assert_eq!((fields[0], fields[1], fields[3]), ("00", trace_id.as_str(), "01"));
+    assert_eq!(
+        (fields[0], fields[1], fields[3]),
+        ("00", trace_id.as_str(), "01")
+    );
     assert_eq!(fields[2].len(), 16);
     assert_ne!(fields[2], parent);
     assert_eq!(answer.header("coop-trace-id"), Some(trace_id.as_str()));
@@ -80,15 +87,29 @@ async fn a_missing_or_invalid_traceparent_starts_a_new_trace(tier: Tier) {
     let zero_trace = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
     let upper_case = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01";
     let mut started = Vec::new();
-    for headers in [vec![], vec![("traceparent", zero_trace)], vec![("traceparent", upper_case)]] {
+    for headers in [
+        vec![],
+        vec![("traceparent", zero_trace)],
+        vec![("traceparent", upper_case)],
+    ] {
         let (answer, _) = add_family(&app, &coordinator.session, &headers).await;
-        let trace_id = answer.header("coop-trace-id").expect("a trace id").to_owned();
+        let trace_id = answer
+            .header("coop-trace-id")
+            .expect("a trace id")
+            .to_owned();
         assert_eq!(trace_id.len(), 32);
-        assert!(trace_id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            trace_id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         assert_ne!(trace_id, "0".repeat(32));
         assert_ne!(trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         let answered = answer.header("traceparent").unwrap();
-        assert!(answered.starts_with(&format!("00-{trace_id}-")), "{answered}");
+        assert!(
+            answered.starts_with(&format!("00-{trace_id}-")),
+            "{answered}"
+        );
         started.push(Value::String(trace_id));
     }
     // Three new traces, each stored with its own request's job.

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use tracing::Instrument;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{JobRunner, JobSettings, Outcome, backoff};
@@ -179,14 +179,12 @@ async fn traced<F: Future<Output = ()>>(job: &JobRow, work: F) {
         work.await;
         tracing::info!(
             attempt = job.attempts,
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = started.elapsed().as_micros() as f64 / 1000.0,
             "job ran"
         );
     };
     match job.trace_id.clone() {
-        Some(trace_id) => {
-            coop_runtime::trace_context::scope(trace_id, work.instrument(span)).await
-        }
+        Some(trace_id) => coop_runtime::trace_context::scope(trace_id, work.instrument(span)).await,
         None => work.instrument(span).await,
     }
 }

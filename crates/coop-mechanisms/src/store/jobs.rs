@@ -126,8 +126,7 @@ pub const INSERT_SQL: &str = "INSERT INTO jobs \
 /// task serves (the HTTP edge sets it, see `coop_runtime::trace_context`), so
 /// that no caller has to pass it down through the services.
 pub fn current_trace_id() -> Option<String> {
-    coop_runtime::trace_context::current()
-        .filter(|id| coop_runtime::trace_context::is_trace_id(id))
+    coop_runtime::trace_context::current().filter(|id| coop_runtime::trace_context::is_trace_id(id))
 }
 
 /// Inserts `$job` (a `&NewJob`) on `$tx`, an open transaction of either backend,
@@ -378,7 +377,8 @@ pub async fn get(db: &Db, coop_id: Uuid, id: Uuid) -> Result<Option<JobRow>, sql
 }
 
 pub enum RetryOutcome {
-    Retried(JobRow),
+    /// Boxed: a row is large beside the other outcomes.
+    Retried(Box<JobRow>),
     NotDead(JobState),
     NotFound,
 }
@@ -399,7 +399,7 @@ pub async fn retry_dead(db: &Db, coop_id: Uuid, id: Uuid) -> Result<RetryOutcome
             .await?
     });
     Ok(match retried {
-        Some(row) => RetryOutcome::Retried(row),
+        Some(row) => RetryOutcome::Retried(Box::new(row)),
         None => match get(db, coop_id, id).await? {
             Some(row) => RetryOutcome::NotDead(row.state),
             None => RetryOutcome::NotFound,

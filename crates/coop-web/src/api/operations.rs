@@ -23,7 +23,10 @@ use crate::state::AppState;
         (status = 404, body = ErrorBody,
          description = "Not a platform operator's session: the endpoint is not advertised to anyone else"),
     ))]
-pub async fn samples(State(state): State<AppState>, _operator: Operator) -> ApiJson<SamplesResponse> {
+pub async fn samples(
+    State(state): State<AppState>,
+    _operator: Operator,
+) -> ApiJson<SamplesResponse> {
     ApiJson(SamplesResponse {
         instance: state.instance_id.clone(),
         every_seconds: state.operations.every().as_secs_f64(),

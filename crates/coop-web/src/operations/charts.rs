@@ -127,10 +127,38 @@ pub fn charts(instances: &[InstanceSamples]) -> Vec<Chart> {
     )];
     let window = window(instances);
     vec![
-        draw("requests", "Requests per second", "req/s", requests, window, "No requests yet."),
-        draw("latency", "Latency p50 / p95 / p99", "ms", latency, window, "No requests yet."),
-        draw("errors", "Errors (5xx) of all requests", "%", errors, window, "No requests yet."),
-        draw("cache-hits", "Cache hit rate by tier", "%", hit_rate, window, "No cache look-ups yet."),
+        draw(
+            "requests",
+            "Requests per second",
+            "req/s",
+            requests,
+            window,
+            "No requests yet.",
+        ),
+        draw(
+            "latency",
+            "Latency p50 / p95 / p99",
+            "ms",
+            latency,
+            window,
+            "No requests yet.",
+        ),
+        draw(
+            "errors",
+            "Errors (5xx) of all requests",
+            "%",
+            errors,
+            window,
+            "No requests yet.",
+        ),
+        draw(
+            "cache-hits",
+            "Cache hit rate by tier",
+            "%",
+            hit_rate,
+            window,
+            "No cache look-ups yet.",
+        ),
         draw(
             "invalidations",
             "Cache invalidations per second",
@@ -139,11 +167,46 @@ pub fn charts(instances: &[InstanceSamples]) -> Vec<Chart> {
             window,
             "No invalidations.",
         ),
-        draw("replica-lag", "Replica lag", "s", lag, window, "No replicas configured."),
-        draw("reads", "Share of reads by endpoint", "%", reads, window, "No database reads yet."),
-        draw("queue", "Ready jobs by kind", "jobs", non_zero(queue_ready), window, "No job waiting."),
-        draw("oldest-job", "Oldest ready job's wait", "s", oldest, window, "No sample yet."),
-        draw("dead-jobs", "Dead jobs by kind", "jobs", non_zero(queue_dead), window, "No dead job."),
+        draw(
+            "replica-lag",
+            "Replica lag",
+            "s",
+            lag,
+            window,
+            "No replicas configured.",
+        ),
+        draw(
+            "reads",
+            "Share of reads by endpoint",
+            "%",
+            reads,
+            window,
+            "No database reads yet.",
+        ),
+        draw(
+            "queue",
+            "Ready jobs by kind",
+            "jobs",
+            non_zero(queue_ready),
+            window,
+            "No job waiting.",
+        ),
+        draw(
+            "oldest-job",
+            "Oldest ready job's wait",
+            "s",
+            oldest,
+            window,
+            "No sample yet.",
+        ),
+        draw(
+            "dead-jobs",
+            "Dead jobs by kind",
+            "jobs",
+            non_zero(queue_dead),
+            window,
+            "No dead job.",
+        ),
         draw(
             "breakers",
             "Breaker state (0 closed, 1 open, 2 half-open)",
@@ -242,9 +305,17 @@ fn non_zero(series: Vec<(String, Points)>) -> Vec<(String, Points)> {
 
 /// The time span the charts share: the oldest to the newest sample.
 fn window(instances: &[InstanceSamples]) -> (i64, i64) {
-    let ats = instances.iter().flat_map(|i| i.samples.iter().map(|s| s.at));
-    let (from, to) = ats.fold((i64::MAX, i64::MIN), |(lo, hi), at| (lo.min(at), hi.max(at)));
-    if from > to { (0, 1) } else { (from, to.max(from + 1)) }
+    let ats = instances
+        .iter()
+        .flat_map(|i| i.samples.iter().map(|s| s.at));
+    let (from, to) = ats.fold((i64::MAX, i64::MIN), |(lo, hi), at| {
+        (lo.min(at), hi.max(at))
+    });
+    if from > to {
+        (0, 1)
+    } else {
+        (from, to.max(from + 1))
+    }
 }
 
 fn draw(
@@ -401,7 +472,10 @@ mod tests {
         a.requests = 100.0;
         let mut b = at(1000, 200.0, &[]);
         b.errors = 25.0;
-        assert_eq!(ratio(&[a, b], |s| s.errors, |s| s.requests), vec![(1000, 25.0)]);
+        assert_eq!(
+            ratio(&[a, b], |s| s.errors, |s| s.requests),
+            vec![(1000, 25.0)]
+        );
     }
 
     #[test]

@@ -105,9 +105,11 @@ impl Sample {
                 "cache_invalidations_published_total" => sample.invalidations_published += value,
                 "cache_invalidations_received_total" => sample.invalidations_received += value,
                 "db_reads_total" => add(&mut sample.reads, line.label("endpoint"), value),
-                "db_replica_lag_seconds" => {
-                    add(&mut sample.replica_lag_seconds, line.label("replica"), value)
-                }
+                "db_replica_lag_seconds" => add(
+                    &mut sample.replica_lag_seconds,
+                    line.label("replica"),
+                    value,
+                ),
                 "jobs" => match line.label("state") {
                     Some("ready") => add(&mut sample.queue_ready, line.label("kind"), value),
                     Some("dead") => add(&mut sample.queue_dead, line.label("kind"), value),
@@ -216,8 +218,20 @@ breaker_state{breaker=\"smtp\"} 1
     fn keeps_the_charted_series() {
         let s = Sample::from_exposition(1, TEXT);
         assert_eq!((s.requests, s.errors), (12.0, 2.0));
-        assert_eq!(s.latency, vec![Bucket { le: 0.1, count: 9.0 }]);
-        assert_eq!(s.cache["l1"], CacheCounts { hits: 7.0, misses: 1.0 });
+        assert_eq!(
+            s.latency,
+            vec![Bucket {
+                le: 0.1,
+                count: 9.0
+            }]
+        );
+        assert_eq!(
+            s.cache["l1"],
+            CacheCounts {
+                hits: 7.0,
+                misses: 1.0
+            }
+        );
         assert_eq!(s.reads["replica"], 7.0);
         assert_eq!(s.replica_lag_seconds["r1"], 0.25);
         assert_eq!(s.queue_ready["welcome_email"], 3.0);
