@@ -835,3 +835,87 @@ async fn one_trace_id_runs_from_nginx_through_the_instance_to_the_worker() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// The operations page of a `coop cluster` instance, reached through nginx,
+/// draws every instance (it learns them from the control API) and lists the
+/// auto-scaler's decisions with their inputs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operations_page_draws_every_instance_and_the_scalers_decisions() {
+    let cluster = TestCluster::start_with(
+        2,
+        &[],
+        &[
+            ("COOP_SCALE_INTERVAL", "1s"),
+            ("COOP_OPERATIONS_SAMPLE_EVERY", "1s"),
+        ],
+    )
+    .await;
+    let email = format!("ops-{}@example.org", Uuid::new_v4().simple());
+    let added = tokio::process::Command::new(env!("CARGO_BIN_EXE_coop"))
+        .args([
+            "operators",
+            "add",
+            "--database-url",
+            &cluster.db.url,
+            &email,
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("coop operators add");
+    let stdout = String::from_utf8_lossy(&added.stdout).into_owned();
+    assert!(
+        added.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let token = stdout
+        .split("#token=")
+        .nth(1)
+        .expect("a link")
+        .trim()
+        .to_owned();
+    let set = cluster
+        .endpoint
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            &json!({"token": token, "password": "an operator's password"}),
+        )
+        .send()
+        .await;
+    assert_eq!(set.status, StatusCode::NO_CONTENT, "{}", set.text);
+    let login = cluster
+        .endpoint
+        .login(&email, "an operator's password")
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    let session = login.session_token();
+
+    let started = Instant::now();
+    loop {
+        // Through nginx, so either instance answers: each draws both.
+        let page = cluster
+            .endpoint
+            .get("/operations/charts")
+            .session(&session)
+            .send()
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        let both = page.text.contains("instance-1") && page.text.contains("instance-2");
+        // A decision of the instances' pool (`serve`), with its inputs (signal, value,
+        // target).
+        let decided = page.text.contains("Auto-scaler decisions")
+            && page.text.contains("<td>serve</td>")
+            && page.text.contains("(target");
+        if both && decided && !page.text.contains("did not answer") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the operations page did not show both instances and the scaler's decisions:\n{}\n{}",
+            page.text,
+            cluster.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

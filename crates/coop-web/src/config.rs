@@ -162,6 +162,16 @@ pub struct HttpSettings {
     #[arg(long = "operations-peers", env = "COOP_OPERATIONS_PEERS",
           value_name = "COOP_OPERATIONS_PEERS", default_value = "", value_parser = parse_peers)]
     pub operations_peers: Peers,
+
+    /// The control API of the `coop cluster` this instance belongs to (it
+    /// sets this): the operations page asks it, with COOP_METRICS_TOKEN, for
+    /// the other instances and the auto-scaler's decisions.
+    #[arg(
+        long = "cluster-control",
+        env = "COOP_CLUSTER_CONTROL",
+        value_name = "COOP_CLUSTER_CONTROL"
+    )]
+    pub cluster_control: Option<SocketAddr>,
 }
 
 /// Base URLs of the other instances, for the operations page.

@@ -1,6 +1,6 @@
 //! `/api/v1/operations`: what platform operators see of the instances (never
-//! any co-op's data). Everyone else gets a 404, as for a route that does not
-//! exist.
+//! any co-op's data). A co-op's member gets a 404, as for a route that does
+//! not exist.
 
 use axum::extract::State;
 

@@ -56,9 +56,9 @@ impl FromRequestParts<AppState> for AnySession {
     }
 }
 
-/// A platform operator. Everyone else, signed in or not, gets the 404 of a
-/// route that does not exist: the operations endpoints are not advertised to
-/// the co-ops' members.
+/// A platform operator. Without a session: 401, as on every route that needs
+/// one. A co-op's member gets the 404 of a route that does not exist: the
+/// operations endpoints are not advertised to them.
 pub struct Operator(pub Ctx);
 
 impl FromRequestParts<AppState> for Operator {
@@ -72,7 +72,7 @@ impl FromRequestParts<AppState> for Operator {
         );
         match AnySession::from_request_parts(parts, state).await {
             Ok(AnySession(ctx)) if ctx.caller.role == Role::Operator => Ok(Self(ctx)),
-            Ok(_) | Err(ApiError::Unauthorized) => Err(ApiError::NotFound(not_found)),
+            Ok(_) => Err(ApiError::NotFound(not_found)),
             Err(err) => Err(err),
         }
     }

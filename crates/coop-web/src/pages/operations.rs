@@ -16,7 +16,7 @@ use super::layout::{Layout, Nav};
 use super::ok;
 use crate::http::auth::request_read_after;
 use crate::http::session_token;
-use crate::operations::{InstanceSamples, charts, peer_samples};
+use crate::operations::{DecisionRow, InstanceSamples, charts, cluster_view, peer_samples};
 use crate::state::AppState;
 
 /// A platform operator's page request.
@@ -60,52 +60,92 @@ impl FromRequestParts<AppState> for OperatorPage {
 struct OperationsPage {
     layout: Layout,
     every: u64,
-    charts: Vec<charts::Chart>,
-    problems: Vec<String>,
-    instances: Vec<String>,
+    view: View,
 }
 
+/// The redrawn part of the page.
 #[derive(Template)]
 #[template(path = "operations_charts.html")]
-struct ChartsFragment {
+struct View {
     charts: Vec<charts::Chart>,
     problems: Vec<String>,
     instances: Vec<String>,
+    /// `None` outside a `coop cluster`: the section is left out.
+    decisions: Option<Vec<DecisionRow>>,
+}
+
+impl View {
+    async fn gather(state: &AppState, token: &str) -> Self {
+        let gathered = gather(state, token).await;
+        Self {
+            charts: charts::charts(&gathered.instances),
+            problems: gathered.problems,
+            instances: gathered.instances.into_iter().map(|i| i.instance).collect(),
+            decisions: gathered.decisions,
+        }
+    }
 }
 
 pub async fn page(State(state): State<AppState>, me: OperatorPage) -> Response {
-    let (instances, problems) = gather(&state, &me.token).await;
     ok(&OperationsPage {
         layout: me.layout,
         every: state.operations.every().as_secs().max(1),
-        charts: charts::charts(&instances),
-        problems,
-        instances: instances.into_iter().map(|i| i.instance).collect(),
+        view: View::gather(&state, &me.token).await,
     })
 }
 
 /// The charts alone, for htmx's periodic redraw.
 pub async fn fragment(State(state): State<AppState>, me: OperatorPage) -> Response {
-    let (instances, problems) = gather(&state, &me.token).await;
-    ok(&ChartsFragment {
-        charts: charts::charts(&instances),
-        problems,
-        instances: instances.into_iter().map(|i| i.instance).collect(),
-    })
+    ok(&View::gather(&state, &me.token).await)
 }
 
-/// This instance's samples first, then each peer's (asked at once); a peer
-/// that does not answer is named on the page instead.
-async fn gather(state: &AppState, token: &str) -> (Vec<InstanceSamples>, Vec<String>) {
+/// What the page draws: every instance's samples (this one's first), the
+/// scaler's decisions when this instance is in a `coop cluster`, and what
+/// could not be asked.
+struct Gathered {
+    instances: Vec<InstanceSamples>,
+    decisions: Option<Vec<DecisionRow>>,
+    problems: Vec<String>,
+}
+
+/// This instance's samples first, then each peer's (asked at once): the
+/// instances `coop cluster`'s control API lists (COOP_CLUSTER_CONTROL) and
+/// COOP_OPERATIONS_PEERS. A peer that does not answer is named on the page.
+async fn gather(state: &AppState, token: &str) -> Gathered {
+    let mut problems = Vec::new();
+    let mut peers: Vec<String> = Vec::new();
+    let mut decisions = None;
+    if let (Some(control), Some(cluster_token)) = (
+        state.http.cluster_control,
+        state.http.metrics_token.as_ref(),
+    ) {
+        match cluster_view(&state.peers, control, cluster_token.secret()).await {
+            Ok(view) => {
+                let own = state.http.listen.to_string();
+                peers.extend(
+                    view.instances
+                        .into_iter()
+                        .filter(|address| *address != own)
+                        .map(|address| format!("http://{address}")),
+                );
+                decisions = Some(view.decisions);
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+    for peer in &state.http.operations_peers.0 {
+        if !peers.contains(peer) {
+            peers.push(peer.clone());
+        }
+    }
     let mut instances = vec![InstanceSamples {
         instance: state.instance_id.clone(),
         samples: state.operations.snapshot(),
     }];
-    let mut problems = Vec::new();
     let cookie = format!("{}={token}", crate::http::SESSION_COOKIE);
     let mut asking = tokio::task::JoinSet::new();
-    for (i, peer) in state.http.operations_peers.0.iter().enumerate() {
-        let (client, peer, cookie) = (state.peers.clone(), peer.clone(), cookie.clone());
+    for (i, peer) in peers.into_iter().enumerate() {
+        let (client, cookie) = (state.peers.clone(), cookie.clone());
         asking.spawn(async move { (i, peer_samples(&client, &peer, &cookie).await) });
     }
     let mut answers = asking.join_all().await;
@@ -116,5 +156,9 @@ async fn gather(state: &AppState, token: &str) -> (Vec<InstanceSamples>, Vec<Str
             Err(problem) => problems.push(problem),
         }
     }
-    (instances, problems)
+    Gathered {
+        instances,
+        decisions,
+        problems,
+    }
 }
