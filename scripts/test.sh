@@ -6,7 +6,9 @@
 # Missing services fail the run with a message naming them; nothing is skipped:
 # the `full-suite` feature turns on the minutes-long suites (coop cluster,
 # streaming replicas, killed processes) that a plain `cargo test` leaves out.
-# Then scripts/contract.sh fuzzes the API against its OpenAPI document.
+# Then scripts/check-monitoring.sh checks the Prometheus rules and the
+# Grafana dashboard against a real Prometheus scraping a real coop cluster, and
+# scripts/contract.sh fuzzes the API against its OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +62,13 @@ fi
 command -v pg_dump >/dev/null && command -v pg_restore >/dev/null ||
   missing+=("pg_dump and pg_restore (Debian package postgresql-client) for the backup tests")
 
+# scripts/check-monitoring.sh (below) runs Prometheus and promtool.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  apt_install prometheus
+fi
+command -v prometheus >/dev/null && command -v promtool >/dev/null ||
+  missing+=("prometheus and promtool (Debian package prometheus) for scripts/check-monitoring.sh")
+
 # The web app's tests drive Debian's Chromium through chromedriver; nothing
 # downloads a browser of its own.
 chromium="${COOP_TEST_CHROMIUM:-/usr/bin/chromium}"
@@ -93,6 +102,12 @@ fi
 scripts/contract.sh --setup
 
 cargo test --locked --workspace --features full-suite "$@"
+
+# The monitoring: `promtool check rules` / `test rules` on deploy/prometheus,
+# then every dashboard panel's and rule's query through a real Prometheus
+# scraping a two-instance `coop cluster` (installs Debian's prometheus as
+# root). It runs the binary the tests above just built.
+COOP_BIN=target/debug/coop scripts/check-monitoring.sh
 
 # The API contract, fuzzed on both tiers: any 5xx, undocumented status or
 # answer that breaks the OpenAPI document fails the run.

@@ -14,7 +14,7 @@ use coop_runtime::shutdown_signal;
 use coop_runtime::telemetry::{self, LogFormat};
 use coop_web::config::Config;
 use coop_web::knobs::TestKnobs;
-use coop_web::startup::{Application, migrate, run_worker};
+use coop_web::startup::{Application, add_operator, migrate, run_worker};
 
 /// Coop: the co-op platform. With no command, serves HTTP.
 #[derive(Parser)]
@@ -58,6 +58,23 @@ enum Command {
     Backup(coop_ops::BackupArgs),
     /// Restore a backup into a fresh data dir or an empty PostgreSQL database.
     Restore(coop_ops::RestoreArgs),
+    /// Platform operators: accounts outside every co-op that see the
+    /// operations page.
+    #[command(subcommand)]
+    Operators(OperatorsCommand),
+}
+
+#[derive(Subcommand)]
+enum OperatorsCommand {
+    /// Add an operator (or give an existing one a new link) and print the
+    /// one-time link that sets their password (valid 24 hours).
+    Add {
+        /// The operator's email address: their sign-in name. It must not be
+        /// a co-op member's.
+        email: String,
+        #[command(flatten)]
+        config: Config,
+    },
 }
 
 #[tokio::main]
@@ -85,6 +102,13 @@ async fn main() {
         Some(Command::Transfer(args)) => coop_ops::run_transfer(args).await,
         Some(Command::Backup(args)) => coop_ops::run_backup(args).await,
         Some(Command::Restore(args)) => coop_ops::run_restore(args).await,
+        Some(Command::Operators(OperatorsCommand::Add { email, config })) => {
+            telemetry::init(config.http.log);
+            add_operator(&config, &email).await.map(|link| {
+                println!("Operator {email} added. Their link to set a password (valid 24 hours):");
+                println!("{link}");
+            })
+        }
     };
     if let Err(err) = result {
         eprintln!("coop: {err:#}");

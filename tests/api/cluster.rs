@@ -732,3 +732,190 @@ async fn two_hundred_enrollments_through_three_instances_behind_nginx_never_over
     let raw = crate::support::RawDb::postgres(&cluster.db.url).await;
     crate::courses::enrollment_rush(&[&cluster.endpoint], &raw).await;
 }
+
+/// The log lines of `file` in the cluster's logs folder that mention `text`.
+fn log_lines_with(cluster: &TestCluster, file: &str, text: &str) -> Vec<String> {
+    std::fs::read_to_string(cluster.state_dir().join("logs").join(file))
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(text))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every log file of the cluster's members whose name starts with `prefix`,
+/// searched for `text`.
+fn member_log_lines_with(cluster: &TestCluster, prefix: &str, text: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(cluster.state_dir().join("logs")) else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) {
+            lines.extend(log_lines_with(cluster, &name, text));
+        }
+    }
+    lines
+}
+
+/// One trace id from nginx through the instance to the worker: a sign-up
+/// through nginx queues the founder's confirmation email; nginx's access log,
+/// the instance's log and the worker's log (the job's lines) all carry the
+/// trace id of the client's `traceparent`. Without one, nginx starts the
+/// trace, and its id is the one Coop answers with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_id_runs_from_nginx_through_the_instance_to_the_worker() {
+    let sink = crate::support::fakes::smtp_sink::SmtpSink::start().await;
+    let cluster = TestCluster::start_with(
+        1,
+        &["--no-autoscale", "--access-log"],
+        &[("COOP_SMTP_URL", sink.url())],
+    )
+    .await;
+    let trace_id = Uuid::new_v4().simple().to_string();
+    let email = format!("traced-{}@example.org", Uuid::new_v4().simple());
+    let answer = client()
+        .post(format!("{}/api/v1/coops", cluster.endpoint.address))
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+        .json(&json!({"name": "Traced Co-op", "coordinator": {"name": "Tracy", "email": email, "password": crate::support::PASSWORD}}))
+        .send()
+        .await
+        .expect("sign-up through nginx");
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let answered = answer.headers()["traceparent"].to_str().unwrap().to_owned();
+    assert!(
+        answered.starts_with(&format!("00-{trace_id}-")),
+        "answered {answered}"
+    );
+    assert_eq!(answer.headers()["coop-trace-id"], trace_id.as_str());
+    // The worker sends the confirmation email: the job ran.
+    sink.take_mail_to(&email, Duration::from_secs(30)).await;
+
+    let started = Instant::now();
+    loop {
+        // nginx flushes its access log every second.
+        let nginx = log_lines_with(&cluster, "nginx-access.log", &format!("trace={trace_id}"));
+        let instance = member_log_lines_with(&cluster, "instance-", &trace_id);
+        let worker = member_log_lines_with(&cluster, "worker-", &trace_id);
+        let found = !nginx.is_empty()
+            && instance.iter().any(|l| l.contains("request finished"))
+            && worker.iter().any(|l| l.contains("job ran"));
+        if found {
+            assert!(nginx[0].contains("POST /api/v1/coops"), "{nginx:?}");
+            // No personal data in the instance's lines of the request.
+            assert!(instance.iter().all(|l| !l.contains(&email)), "{instance:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "trace {trace_id} not in every log: nginx {nginx:?}, instance {instance:?}, worker {worker:?}\n{}",
+            cluster.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // No traceparent from the client: nginx starts the trace.
+    let answer = client()
+        .get(format!("{}/health", cluster.endpoint.address))
+        .send()
+        .await
+        .expect("health through nginx");
+    let answered = answer.headers()["coop-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(answered.len(), 32);
+    let started = Instant::now();
+    while log_lines_with(&cluster, "nginx-access.log", &format!("trace={answered}")).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nginx's own trace {answered} is not in its access log"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The operations page of a `coop cluster` instance, reached through nginx,
+/// draws every instance (it learns them from the control API) and lists the
+/// auto-scaler's decisions with their inputs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operations_page_draws_every_instance_and_the_scalers_decisions() {
+    let cluster = TestCluster::start_with(
+        2,
+        &[],
+        &[
+            ("COOP_SCALE_INTERVAL", "1s"),
+            ("COOP_OPERATIONS_SAMPLE_EVERY", "1s"),
+        ],
+    )
+    .await;
+    let email = format!("ops-{}@example.org", Uuid::new_v4().simple());
+    let added = tokio::process::Command::new(env!("CARGO_BIN_EXE_coop"))
+        .args([
+            "operators",
+            "add",
+            "--database-url",
+            &cluster.db.url,
+            &email,
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("coop operators add");
+    let stdout = String::from_utf8_lossy(&added.stdout).into_owned();
+    assert!(
+        added.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let token = stdout
+        .split("#token=")
+        .nth(1)
+        .expect("a link")
+        .trim()
+        .to_owned();
+    let set = cluster
+        .endpoint
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            &json!({"token": token, "password": "an operator's password"}),
+        )
+        .send()
+        .await;
+    assert_eq!(set.status, StatusCode::NO_CONTENT, "{}", set.text);
+    let login = cluster
+        .endpoint
+        .login(&email, "an operator's password")
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    let session = login.session_token();
+
+    let started = Instant::now();
+    loop {
+        // Through nginx, so either instance answers: each draws both.
+        let page = cluster
+            .endpoint
+            .get("/operations/charts")
+            .session(&session)
+            .send()
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        let both = page.text.contains("instance-1") && page.text.contains("instance-2");
+        // A decision of the instances' pool (`serve`), with its inputs (signal, value,
+        // target).
+        let decided = page.text.contains("Auto-scaler decisions")
+            && page.text.contains("<td>serve</td>")
+            && page.text.contains("(target");
+        if both && decided && !page.text.contains("did not answer") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the operations page did not show both instances and the scaler's decisions:\n{}\n{}",
+            page.text,
+            cluster.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -26,11 +26,13 @@ mod idempotency;
 mod instances;
 mod jobs;
 mod operations;
+mod operators;
 mod pages;
 mod process;
 mod rate_limits;
 mod signup;
 mod static_assets;
+mod trace_context;
 mod transfer;
 
 #[cfg(feature = "full-suite")]

@@ -180,7 +180,7 @@ async fn seed(dir: &Path, api_families: usize, total: usize) -> Seeded {
         // A pending job per family, due far in the future (nothing runs it).
         "INSERT INTO jobs
          SELECT randomblob(16), f.coop_id, j.kind, 'bulk-' || lower(hex(f.id)), j.payload, 'ready', 0, 10,
-                4102444800000, NULL, NULL, NULL, 1764000000000, 1764000000000
+                4102444800000, NULL, NULL, NULL, 1764000000000, 1764000000000, NULL
          FROM families f, (SELECT kind, payload FROM jobs ORDER BY id LIMIT 1) j
          WHERE f.email LIKE 'bulk%'"
             .into(),

@@ -516,7 +516,78 @@ crate::both_tiers!(
     pages_refuse_forged_forms_and_other_co_ops,
     pages_work_at_phone_width,
     an_account_is_kept_in_the_browser,
+    an_operator_watches_the_charts_fill_and_a_coordinator_gets_404,
 );
+
+/// A platform operator (from `coop operators add`) signs in on the sign-in
+/// page and lands on the operations page; while a short load runs, htmx
+/// redraws the charts and they fill. A coordinator asking for the page gets
+/// the 404 page.
+async fn an_operator_watches_the_charts_fill_and_a_coordinator_gets_404(tier: Tier) {
+    let backing = Backing::new(tier).await;
+    let app = spawn_app_on(backing.clone(), &["--operations-sample-every", "1s"]).await;
+    let c = app.coordinator().await;
+    let (operator_email, _) = crate::operators::operator_session(&app, &backing).await;
+
+    let b = Browser::start(true, 1280).await;
+    b.goto(&format!("{}/sign-in", app.address)).await;
+    b.fill("f-email", &operator_email).await;
+    b.fill("f-password", "an operator's password").await;
+    b.click("main form button[type=submit]").await;
+    wait_for_text(&b, "Requests per second").await;
+    assert_eq!(b.path().await, "/operations");
+
+    // A short load: reads and writes for a few seconds.
+    let family = app.family(&c.session, "The Loaded").await;
+    let path = format!("/api/v1/families/{}", family["family_id"].as_str().unwrap());
+    let load_until = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < load_until {
+        for _ in 0..20 {
+            let read = app.get(&path).session(&c.session).send().await;
+            assert_eq!(read.status, StatusCode::OK);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // htmx redraws every second: the charts fill with what the load did.
+    // (Counted and drawn points are read in one go and retried together: a
+    // redraw may replace the chart between two reads.)
+    for chart in ["requests", "latency", "cache-hits"] {
+        eventually(
+            &format!("points counted and drawn on the {chart} chart"),
+            Duration::from_secs(15),
+            || async {
+                let counted: usize = b
+                    .attribute(&format!("#chart-{chart}"), "data-points")
+                    .await?
+                    .parse()
+                    .ok()?;
+                let drawn = b
+                    .attribute(&format!("#chart-{chart} polyline"), "points")
+                    .await?;
+                (counted > 0 && !drawn.trim().is_empty()).then_some(())
+            },
+        )
+        .await;
+    }
+    check(&b, "operations").await;
+    b.close().await;
+
+    // A coordinator: the 404 page, as for an address that does not exist.
+    let coordinator = Browser::start(true, 1280).await;
+    coordinator.goto(&format!("{}/sign-in", app.address)).await;
+    coordinator.fill("f-email", &c.email).await;
+    coordinator.fill("f-password", &c.password).await;
+    coordinator.click("main form button[type=submit]").await;
+    wait_for_text(&coordinator, "Dashboard").await;
+    coordinator
+        .goto(&format!("{}/operations", app.address))
+        .await;
+    wait_for_text(&coordinator, "no such page").await;
+    assert!(!coordinator.text().await.contains("Requests per second"));
+    coordinator.close().await;
+    let answer = app.get("/operations").session(&c.session).send().await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+}
 
 /// "Forgot your password?" from the sign-in page, the link from the real
 /// email, a new password; then, signed in, a password change, a new email

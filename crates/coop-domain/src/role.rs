@@ -1,6 +1,7 @@
 use serde::{Deserialize, Serialize};
 
-/// What a user may do within its co-op.
+/// What a user may do within its co-op; or, for a platform operator, that
+/// they are outside every co-op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -8,6 +9,9 @@ pub enum Role {
     Coordinator,
     /// A member family: sees its own family only.
     Family,
+    /// Runs Coop itself (`coop operators add`): a member of no co-op, refused
+    /// by every co-op route; sees the operations page.
+    Operator,
 }
 
 impl Role {
@@ -15,6 +19,7 @@ impl Role {
         match self {
             Self::Coordinator => "coordinator",
             Self::Family => "family",
+            Self::Operator => "operator",
         }
     }
 
@@ -22,6 +27,7 @@ impl Role {
         match raw {
             "coordinator" => Some(Self::Coordinator),
             "family" => Some(Self::Family),
+            "operator" => Some(Self::Operator),
             _ => None,
         }
     }

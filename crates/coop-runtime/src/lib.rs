@@ -11,6 +11,7 @@ pub mod files;
 mod metrics_registry;
 mod signals;
 pub mod telemetry;
+pub mod trace_context;
 pub mod values;
 
 pub use data_lock::DataLock;

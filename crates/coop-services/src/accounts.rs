@@ -12,6 +12,7 @@ use coop_mechanisms::store::families;
 use coop_mechanisms::store::idempotency::Claim;
 use coop_mechanisms::store::invites::{self, AcceptOutcome, NewFamilyUser};
 use coop_mechanisms::store::jobs::now_ms;
+use coop_mechanisms::store::operators;
 use uuid::Uuid;
 
 use crate::{Caller, Error, Result};
@@ -154,27 +155,40 @@ impl Accounts {
     ) -> Result<SignedIn> {
         // A malformed email cannot belong to anyone: same answer as a wrong
         // one, after the same amount of work.
-        let user = match Email::parse(email) {
-            Ok(email) => coops::find_user_by_email(self.data.primary(), &email).await?,
+        let primary = self.data.primary();
+        let caller = match Email::parse(email) {
+            Ok(email) => match coops::find_user_by_email(primary, &email).await? {
+                Some(user) => Some((
+                    Some(user.password_hash),
+                    Caller {
+                        user_id: user.id,
+                        coop_id: user.coop_id,
+                        role: user.role,
+                        email: user.email,
+                        family_id: user.family_id,
+                    },
+                )),
+                // Not a co-op's member: perhaps a platform operator (whose
+                // password is unset until they use their link).
+                None => operators::find_by_email(primary, email.as_str())
+                    .await?
+                    .map(|operator| (operator.password_hash.clone(), operator_caller(operator))),
+            },
             Err(_) => None,
         };
-        let stored = user.as_ref().map(|u| PasswordHash(u.password_hash.clone()));
+        let stored = caller
+            .as_ref()
+            .and_then(|(hash, _)| hash.clone())
+            .map(PasswordHash);
         let verified = self.hasher.verify(stored, password).await?;
-        let user = match user {
-            Some(user) if verified => user,
+        let caller = match caller {
+            Some((_, caller)) if verified => caller,
             _ => return Err(Error::InvalidCredentials),
         };
         if let Some(previous) = previous {
             self.sessions.delete(previous).await?;
         }
-        self.start_session(Caller {
-            user_id: user.id,
-            coop_id: user.coop_id,
-            role: user.role,
-            email: user.email,
-            family_id: user.family_id,
-        })
-        .await
+        self.start_session(caller).await
     }
 
     /// Ends the session everywhere (no session is fine too).
@@ -310,19 +324,27 @@ impl Accounts {
                 self.data.committed(&ReadAfter::default(), &[]).await;
                 Ok(())
             }
+            // Not a member's reset link: perhaps an operator's set-password
+            // link (`coop operators add`), redeemed the same way.
+            ResetOutcome::Unknown => self.set_operator_password(&hash.0, reset_token).await,
+            ResetOutcome::Used => Err(reset_used()),
+            ResetOutcome::Expired => Err(reset_expired()),
+        }
+    }
+
+    async fn set_operator_password(&self, hash: &str, link_token: &str) -> Result<()> {
+        match operators::redeem_link(self.data.primary(), &token::hash(link_token), hash).await? {
+            ResetOutcome::Done { ended, .. } => {
+                self.sessions.forget(&ended).await;
+                Ok(())
+            }
             ResetOutcome::Unknown => Err(Error::NotFound(
                 "this reset link does not exist; check that you copied the whole link, \
                  or ask for a new one"
                     .into(),
             )),
-            ResetOutcome::Used => Err(Error::conflict(
-                "reset_used",
-                "this reset link was used already; sign in, or ask for a new link",
-            )),
-            ResetOutcome::Expired => Err(Error::Gone {
-                code: "reset_expired",
-                message: "this reset link has expired; ask for a new one".into(),
-            }),
+            ResetOutcome::Used => Err(reset_used()),
+            ResetOutcome::Expired => Err(reset_expired()),
         }
     }
 
@@ -436,6 +458,33 @@ impl Accounts {
 
     pub fn session_ttl(&self) -> std::time::Duration {
         self.sessions.ttl()
+    }
+}
+
+/// The caller an operator's session carries: no co-op (the nil id, which no
+/// co-op has), so a query scoped by co-op could find nothing even if a co-op
+/// route let an operator through, which none does.
+fn operator_caller(operator: operators::OperatorRow) -> Caller {
+    Caller {
+        user_id: operator.id,
+        coop_id: Uuid::nil(),
+        role: Role::Operator,
+        email: operator.email,
+        family_id: None,
+    }
+}
+
+fn reset_used() -> Error {
+    Error::conflict(
+        "reset_used",
+        "this reset link was used already; sign in, or ask for a new link",
+    )
+}
+
+fn reset_expired() -> Error {
+    Error::Gone {
+        code: "reset_expired",
+        message: "this reset link has expired; ask for a new one".into(),
     }
 }
 

@@ -64,6 +64,7 @@ impl Ctx {
         match self.caller.role {
             Role::Coordinator => true,
             Role::Family => self.caller.family_id == Some(family_id),
+            Role::Operator => false,
         }
     }
 }

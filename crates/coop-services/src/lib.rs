@@ -26,6 +26,7 @@ pub mod exports;
 pub mod families;
 pub mod idempotency;
 pub mod jobs;
+pub mod operators;
 pub mod payments;
 pub mod queue;
 pub mod semesters;

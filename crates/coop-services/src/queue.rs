@@ -48,7 +48,7 @@ impl Queue {
         match jobs::retry_dead(self.data.primary(), ctx.coop_id(), id).await? {
             RetryOutcome::Retried(row) => {
                 self.data.committed(&ctx.read_after, &[]).await;
-                Ok(for_coordinators(row))
+                Ok(for_coordinators(*row))
             }
             RetryOutcome::NotDead(current) => Err(Error::conflict(
                 "job_not_dead",

@@ -148,6 +148,55 @@ pub struct HttpSettings {
     #[arg(long = "shutdown-timeout", env = "COOP_SHUTDOWN_TIMEOUT",
           value_name = "COOP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// How often this instance samples its own metrics for the operations
+    /// page (kept for the last hour in memory).
+    #[arg(long = "operations-sample-every", env = "COOP_OPERATIONS_SAMPLE_EVERY",
+          value_name = "COOP_OPERATIONS_SAMPLE_EVERY", default_value = "5s",
+          value_parser = parse_sample_every)]
+    pub operations_sample_every: Duration,
+
+    /// Other instances (base URLs, comma-separated, e.g.
+    /// `http://10.0.0.2:8080`) whose samples the operations page merges with
+    /// this instance's; each is asked with the operator's own session.
+    #[arg(long = "operations-peers", env = "COOP_OPERATIONS_PEERS",
+          value_name = "COOP_OPERATIONS_PEERS", default_value = "", value_parser = parse_peers)]
+    pub operations_peers: Peers,
+
+    /// The control API of the `coop cluster` this instance belongs to (it
+    /// sets this): the operations page asks it, with COOP_METRICS_TOKEN, for
+    /// the other instances and the auto-scaler's decisions.
+    #[arg(
+        long = "cluster-control",
+        env = "COOP_CLUSTER_CONTROL",
+        value_name = "COOP_CLUSTER_CONTROL"
+    )]
+    pub cluster_control: Option<SocketAddr>,
+}
+
+/// Base URLs of the other instances, for the operations page.
+#[derive(Debug, Clone, Default)]
+pub struct Peers(pub Vec<String>);
+
+fn parse_peers(raw: &str) -> Result<Peers, String> {
+    let mut peers = Vec::new();
+    for peer in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if !(peer.starts_with("http://") || peer.starts_with("https://")) {
+            return Err(format!("{peer:?} is not an http:// or https:// base URL"));
+        }
+        peers.push(peer.trim_end_matches('/').to_owned());
+    }
+    Ok(Peers(peers))
+}
+
+/// Between 1 s and 5 min: a finer sampling would cost more than it shows, and
+/// a coarser one would leave an hour's chart nearly empty.
+fn parse_sample_every(raw: &str) -> Result<Duration, String> {
+    let every = parse_duration(raw)?;
+    if every < Duration::from_secs(1) || every > Duration::from_secs(300) {
+        return Err(format!("{raw:?} must be between 1s and 5m"));
+    }
+    Ok(every)
 }
 
 impl HttpSettings {

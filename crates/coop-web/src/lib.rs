@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod knobs;
+pub mod operations;
 pub mod pages;
 pub mod startup;
 pub mod state;

@@ -146,7 +146,12 @@ impl Application {
                 .as_ref()
                 .map(|redis| (redis.conn.clone(), deployment_name(&config))),
         );
+        let operations = Arc::new(crate::operations::Samples::new(
+            config.http.operations_sample_every,
+        ));
         let state = AppState::new(Inner {
+            operations,
+            peers: reqwest::Client::new(),
             services,
             rate_limits,
             read_positions,
@@ -232,6 +237,24 @@ impl Application {
                     .await
             })
         };
+        // The operations page's history of this instance's own metrics.
+        let sampler = {
+            let state = state.clone();
+            let mut stopping = stopping_rx.clone();
+            tokio::spawn(async move {
+                let read = || {
+                    state.services.record_metrics();
+                    state.metrics.run_upkeep();
+                    state.metrics.render()
+                };
+                state
+                    .operations
+                    .run(read, async move {
+                        let _ = stopping.wait_for(|stopping| *stopping).await;
+                    })
+                    .await
+            })
+        };
         // The private metrics listener lives as long as the main one, so the
         // drain can be watched; it has the same connection limits.
         let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -271,6 +294,7 @@ impl Application {
             let _ = server.await;
         }
         let _ = queue_metrics.await;
+        let _ = sampler.await;
         if let Some(worker) = worker {
             // It stopped claiming when shutdown began; let it finish or release.
             let _ = worker.await;
@@ -436,4 +460,25 @@ pub async fn migrate(config: &Config) -> anyhow::Result<&'static str> {
     let backend = db.backend();
     db.close().await;
     Ok(backend)
+}
+
+/// `coop operators add EMAIL`: adds a platform operator (or finds the
+/// existing one), applying migrations first like `coop migrate`, and returns
+/// the one-time link that sets their password (`COOP_PUBLIC_URL`, else
+/// `http://COOP_LISTEN`, + `/reset-password#token=…`).
+pub async fn add_operator(config: &Config, email: &str) -> anyhow::Result<String> {
+    let email = coop_domain::Email::parse(email)
+        .map_err(|err| anyhow::anyhow!("{email:?} is not an email address: {err}"))?;
+    let _data_lock = config.database.hold_data_lock()?;
+    let db = Db::connect(&config.database).await?;
+    db.migrate().await?;
+    let added = coop_services::operators::add(&db, &email).await;
+    db.close().await;
+    let token = added.map_err(|err| anyhow::anyhow!("{err}"))?;
+    let base = config
+        .accounts
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.http.listen));
+    Ok(format!("{base}/reset-password#token={token}"))
 }

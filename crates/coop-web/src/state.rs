@@ -21,6 +21,10 @@ use crate::knobs::TestKnobs;
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
+    /// This instance's last hour of metric samples, for the operations page.
+    pub operations: Arc<crate::operations::Samples>,
+    /// Asks the peers (COOP_OPERATIONS_PEERS) for theirs.
+    pub peers: reqwest::Client,
     pub services: Arc<Services>,
     /// Attempts at log-in, sign-up and invite acceptance (`http::rate_limit`).
     pub rate_limits: RateLimiter,

@@ -165,6 +165,12 @@ impl Browser {
         }
     }
 
+    /// Attribute `name` of the first element matching `css`, if both exist.
+    pub async fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        let element = self.client.find(Locator::Css(css)).await.ok()?;
+        element.attr(name).await.ok().flatten()
+    }
+
     /// Whether JavaScript runs in this browser (WebDriver's scripts need it).
     pub fn javascript(&self) -> bool {
         self.javascript

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{JobRunner, JobSettings, Outcome, backoff};
@@ -130,7 +131,7 @@ impl<R: JobRunner> Worker<R> {
         let config = self.config.clone();
         let held = self.held.clone();
         running.spawn(async move {
-            run_one(&db, &*runner, &config, &job, claim).await;
+            traced(&job, run_one(&db, &*runner, &config, &job, claim)).await;
             held.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&job.id);
@@ -159,6 +160,32 @@ impl<R: JobRunner> Worker<R> {
             }
         }
         tracing::info!("worker stopped");
+    }
+}
+
+/// Runs `work` (one job) inside a span naming the job, its co-op and the
+/// trace id of the request that queued it, so every line logged while it runs
+/// carries them; jobs it queues in turn inherit the trace id.
+async fn traced<F: Future<Output = ()>>(job: &JobRow, work: F) {
+    let span = tracing::info_span!(
+        "job",
+        job = %job.id,
+        kind = %job.kind,
+        coop_id = %job.coop_id,
+        trace_id = job.trace_id.as_deref().unwrap_or(""),
+    );
+    let started = Instant::now();
+    let work = async {
+        work.await;
+        tracing::info!(
+            attempt = job.attempts,
+            duration_ms = started.elapsed().as_micros() as f64 / 1000.0,
+            "job ran"
+        );
+    };
+    match job.trace_id.clone() {
+        Some(trace_id) => coop_runtime::trace_context::scope(trace_id, work.instrument(span)).await,
+        None => work.instrument(span).await,
     }
 }
 
@@ -258,7 +285,7 @@ pub async fn run_now<R: JobRunner>(db: &Db, runner: &R, config: &WorkerConfig, i
         match jobs::claim_one(db, *id, lease_ms).await {
             Ok(Some(job)) => {
                 if let Some(claim) = job.claim {
-                    run_one(db, runner, config, &job, claim).await;
+                    traced(&job, run_one(db, runner, config, &job, claim)).await;
                 }
             }
             Ok(None) => {}

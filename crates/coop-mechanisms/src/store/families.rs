@@ -37,10 +37,10 @@ const INSERT_SQL: &str = "INSERT INTO families \
 const INSERT_WITH_JOBS_PG: &str = "WITH family AS (INSERT INTO families \
      (id, coop_id, family_name, email, enrollment_date, version, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING coop_id) \
-     INSERT INTO jobs (id, coop_id, kind, key, payload, state, attempts, max_attempts, run_at, created_at, updated_at) \
+     INSERT INTO jobs (id, coop_id, kind, key, payload, state, attempts, max_attempts, run_at, created_at, updated_at, trace_id) \
      SELECT j.id, family.coop_id, j.kind, j.key, j.payload, 'ready', 0, $9, \
      CASE WHEN j.holdable AND EXISTS (SELECT 1 FROM coops c WHERE c.id = family.coop_id AND c.verified_at IS NULL) \
-          THEN 9223372036854775807 ELSE $10 END, $10, $10 \
+          THEN 9223372036854775807 ELSE $10 END, $10, $10, $16 \
      FROM family, UNNEST($11::uuid[], $12::text[], $13::text[], $14::text[], $15::bool[]) \
        AS j(id, kind, key, payload, holdable) \
      ON CONFLICT (key) DO NOTHING";
@@ -55,10 +55,10 @@ const INSERT_WITH_JOBS_CLAIMED_PG: &str = "WITH claim AS (UPDATE idempotency SET
      family AS (INSERT INTO families \
      (id, coop_id, family_name, email, enrollment_date, version, created_at, updated_at) \
      SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM claim RETURNING coop_id), \
-     jobs AS (INSERT INTO jobs (id, coop_id, kind, key, payload, state, attempts, max_attempts, run_at, created_at, updated_at) \
+     jobs AS (INSERT INTO jobs (id, coop_id, kind, key, payload, state, attempts, max_attempts, run_at, created_at, updated_at, trace_id) \
      SELECT j.id, family.coop_id, j.kind, j.key, j.payload, 'ready', 0, $9, \
      CASE WHEN j.holdable AND EXISTS (SELECT 1 FROM coops c WHERE c.id = family.coop_id AND c.verified_at IS NULL) \
-          THEN 9223372036854775807 ELSE $10 END, $10, $10 \
+          THEN 9223372036854775807 ELSE $10 END, $10, $10, $20 \
      FROM family, UNNEST($11::uuid[], $12::text[], $13::text[], $14::text[], $19::bool[]) \
        AS j(id, kind, key, payload, holdable) \
      ON CONFLICT (key) DO NOTHING) \
@@ -150,7 +150,11 @@ pub async fn insert(
             let holdable: Vec<bool> = jobs.iter().map(|j| j.holdable).collect();
             match claim {
                 None => {
-                    query.bind(holdable).execute(&mut *conn).await?;
+                    query
+                        .bind(holdable)
+                        .bind(super::jobs::current_trace_id())
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 Some(claim) => {
                     let inserted: i64 = query
@@ -159,6 +163,7 @@ pub async fn insert(
                         .bind(&claim.key)
                         .bind(claim.owner)
                         .bind(holdable)
+                        .bind(super::jobs::current_trace_id())
                         .fetch_one(&mut *conn)
                         .await?
                         .try_get(0)?;

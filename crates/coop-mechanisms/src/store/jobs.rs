@@ -84,10 +84,13 @@ pub struct JobRow {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The W3C trace id of the request that queued the job, if one did: the
+    /// worker's span for the job carries it, so its log lines share the id.
+    pub trace_id: Option<String>,
 }
 
 const COLUMNS: &str = "id, coop_id, kind, key, payload, state, attempts, max_attempts, run_at, \
-                       claim, lease_until, last_error, created_at, updated_at";
+                       claim, lease_until, last_error, created_at, updated_at, trace_id";
 
 /// A job to insert alongside the write that causes it.
 #[derive(Debug, Clone)]
@@ -112,11 +115,19 @@ pub const HELD_RUN_AT: i64 = i64::MAX;
 /// A job whose key exists already is the same job: inserting it again is a
 /// no-op. A holdable job of a co-op that is not confirmed yet is held.
 pub const INSERT_SQL: &str = "INSERT INTO jobs \
-     (id, coop_id, kind, key, payload, state, attempts, max_attempts, run_at, created_at, updated_at) \
+     (id, coop_id, kind, key, payload, state, attempts, max_attempts, run_at, created_at, updated_at, \
+      trace_id) \
      VALUES ($1, $2, $3, $4, $5, 'ready', 0, $6, \
        CASE WHEN $8 AND EXISTS (SELECT 1 FROM coops WHERE id = $2 AND verified_at IS NULL) \
             THEN 9223372036854775807 ELSE $7 END, \
-       $7, $7) ON CONFLICT (key) DO NOTHING";
+       $7, $7, $9) ON CONFLICT (key) DO NOTHING";
+
+/// The trace id a job inserted now should carry: the one of the request this
+/// task serves (the HTTP edge sets it, see `coop_runtime::trace_context`), so
+/// that no caller has to pass it down through the services.
+pub fn current_trace_id() -> Option<String> {
+    coop_runtime::trace_context::current().filter(|id| coop_runtime::trace_context::is_trace_id(id))
+}
 
 /// Inserts `$job` (a `&NewJob`) on `$tx`, an open transaction of either backend,
 /// so the job commits or rolls back with the caller's write. A macro because the
@@ -134,6 +145,7 @@ macro_rules! enqueue_job {
             .bind(job.max_attempts)
             .bind(job.run_at)
             .bind(job.holdable)
+            .bind($crate::store::jobs::current_trace_id())
             .execute(&mut *$tx)
             .await
     }};
@@ -365,7 +377,8 @@ pub async fn get(db: &Db, coop_id: Uuid, id: Uuid) -> Result<Option<JobRow>, sql
 }
 
 pub enum RetryOutcome {
-    Retried(JobRow),
+    /// Boxed: a row is large beside the other outcomes.
+    Retried(Box<JobRow>),
     NotDead(JobState),
     NotFound,
 }
@@ -386,7 +399,7 @@ pub async fn retry_dead(db: &Db, coop_id: Uuid, id: Uuid) -> Result<RetryOutcome
             .await?
     });
     Ok(match retried {
-        Some(row) => RetryOutcome::Retried(row),
+        Some(row) => RetryOutcome::Retried(Box::new(row)),
         None => match get(db, coop_id, id).await? {
             Some(row) => RetryOutcome::NotDead(row.state),
             None => RetryOutcome::NotFound,

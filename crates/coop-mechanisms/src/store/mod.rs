@@ -18,6 +18,7 @@ pub mod idempotency;
 pub mod invites;
 pub mod jobs;
 pub mod ledger;
+pub mod operators;
 pub mod payments;
 pub mod replicas;
 pub mod sessions;

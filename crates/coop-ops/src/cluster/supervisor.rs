@@ -154,6 +154,12 @@ where
         ),
         ("COOP_REDIS_URL".to_owned(), settings.redis_url.clone()),
         ("COOP_METRICS_TOKEN".to_owned(), metrics_token.clone()),
+        // The operations page of each instance asks the control API for the
+        // other instances and the scaler's decisions (with the token above).
+        (
+            "COOP_CLUSTER_CONTROL".to_owned(),
+            settings.args.control.to_string(),
+        ),
     ];
     // Every request reaches the members through our nginx on loopback: its
     // X-Forwarded-For names the client, for per-address rate limits.

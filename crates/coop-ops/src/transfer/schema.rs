@@ -294,6 +294,7 @@ pub const TABLES: &[Table] = &[
             ("last_error", Text),
             ("created_at", I64),
             ("updated_at", I64),
+            ("trace_id", Text),
         ],
         copied: true,
     },
@@ -442,6 +443,30 @@ pub const TABLES: &[Table] = &[
             ("user_id", Uuid),
         ],
         copied: false,
+    },
+    // Platform operators and their set-password links (migration 0008).
+    Table {
+        name: "operators",
+        key: &["id"],
+        columns: &[
+            ("id", Uuid),
+            ("email", Text),
+            ("password_hash", Text),
+            ("created_at", I64),
+        ],
+        copied: true,
+    },
+    Table {
+        name: "operator_password_links",
+        key: &["token_hash"],
+        columns: &[
+            ("token_hash", Text),
+            ("operator_id", Uuid),
+            ("expires_at", I64),
+            ("used_at", I64),
+            ("created_at", I64),
+        ],
+        copied: true,
     },
 ];
 

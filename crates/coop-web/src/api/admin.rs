@@ -64,6 +64,10 @@ pub struct Job {
     #[serde(with = "clock::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
+    /// The W3C trace id of the request that queued the job (32 hex digits;
+    /// the same id is in that request's `traceparent` answer and in the
+    /// logs), for quoting in a support request; null when no request did.
+    pub trace_id: Option<String>,
 }
 
 impl From<JobRow> for Job {
@@ -80,6 +84,7 @@ impl From<JobRow> for Job {
             last_error: row.last_error,
             created_at: clock::from_unix_ms(row.created_at),
             updated_at: clock::from_unix_ms(row.updated_at),
+            trace_id: row.trace_id,
         }
     }
 }

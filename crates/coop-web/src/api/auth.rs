@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::http::auth::SignedIn;
+use crate::http::auth::AnySession;
 use crate::http::json::ApiJson;
 use crate::http::{session_cookie_name, session_token};
 use crate::state::AppState;
@@ -37,11 +37,14 @@ pub struct LoginResponse {
 pub enum RoleName {
     Coordinator,
     Family,
+    Operator,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Me {
     pub user_id: Uuid,
+    /// The caller's co-op; the nil UUID for a platform operator, who belongs
+    /// to none.
     pub coop_id: Uuid,
     #[schema(value_type = RoleName)]
     pub role: Role,
@@ -117,7 +120,7 @@ pub async fn logout(
         (status = 200, body = Me),
         (status = 401, body = ErrorBody, description = "No valid session"),
     ))]
-pub async fn me(SignedIn(ctx): SignedIn) -> ApiJson<Me> {
+pub async fn me(AnySession(ctx): AnySession) -> ApiJson<Me> {
     ApiJson(Me::from(&ctx.caller))
 }
 

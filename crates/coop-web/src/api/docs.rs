@@ -25,7 +25,7 @@ use crate::state::AppState;
         (name = "announcements", description = "Messages to the co-op or a class, emailed through the queue"),
         (name = "exports", description = "A co-op's data as one archive, built by a job, downloadable until it expires"),
         (name = "admin", description = "Background jobs, for coordinators"),
-        (name = "operations", description = "Health, readiness and metrics"),
+        (name = "operations", description = "Health, readiness and metrics; the operations page's samples, for platform operators"),
     )
 )]
 pub struct ApiDoc;

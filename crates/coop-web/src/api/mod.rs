@@ -19,6 +19,7 @@ pub mod health;
 mod ical;
 mod input;
 pub mod invites;
+pub mod operations;
 pub mod payments;
 pub mod rendered_classes;
 pub mod semesters;
@@ -28,14 +29,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::get;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::{
     MAX_BODY_BYTES, fallback, idempotency, metrics, rate_limit, read_after, same_origin,
-    security_headers, shared_responses, timeout,
+    security_headers, shared_responses, timeout, trace,
 };
 use crate::state::AppState;
 
@@ -97,6 +97,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(admin::list_jobs))
         .routes(routes!(admin::retry_job))
+        .routes(routes!(operations::samples))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .routes(routes!(health::metrics))
@@ -163,7 +164,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn(metrics::track_requests))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(trace::trace))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }

@@ -39,7 +39,7 @@ pub async fn track_requests(req: Request, next: Next) -> Response {
 }
 
 /// The method as a label: the ones HTTP defines, else `other`.
-fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::HEAD => "HEAD",

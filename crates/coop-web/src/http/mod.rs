@@ -15,6 +15,7 @@ pub mod security_headers;
 pub mod serve;
 pub mod shared_responses;
 pub mod timeout;
+pub mod trace;
 
 /// The session cookie's name over plain HTTP (a laptop on loopback).
 pub const SESSION_COOKIE: &str = "coop_session";

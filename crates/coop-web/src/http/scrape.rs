@@ -17,6 +17,12 @@ pub struct MetricsToken(String);
 const MIN_TOKEN_CHARS: usize = 16;
 
 impl MetricsToken {
+    /// The token itself, for asking `coop cluster`'s control API, which takes
+    /// the same one.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+
     pub fn parse(value: &str) -> Result<Self, String> {
         let value = value.trim();
         if value.chars().count() < MIN_TOKEN_CHARS || !value.bytes().all(|b| b.is_ascii_graphic()) {

@@ -12,6 +12,7 @@
 //!   `session` security requirement. Every operation needs one unless it is in
 //!   [`PUBLIC`]; `tests/api/contract.rs` calls each operation without a cookie
 //!   and checks that exactly the listed ones answer without a 401;
+//!   and 403 for a platform operator, except on [`OPEN_TO_OPERATORS`];
 //! - **a write** (`http::same_origin`): 403 for a cookie-authenticated
 //!   write that a browser says comes from another site;
 //! - **POST** (`http::idempotency`, which wraps every API POST): the
@@ -41,6 +42,13 @@ pub const SESSION_SCHEME: &str = "session";
 
 /// Operations that answer without a session (method, path). Everything else
 /// needs one.
+/// The session routes a platform operator may use; every other one is a
+/// co-op member's and refuses operators with 403 (`http::auth::SignedIn`).
+pub const OPEN_TO_OPERATORS: &[(&str, &str)] = &[
+    ("get", "/api/v1/auth/me"),
+    ("get", "/api/v1/operations/samples"),
+];
+
 pub const PUBLIC: &[(&str, &str)] = &[
     ("post", "/api/v1/coops"),
     ("post", "/api/v1/auth/login"),
@@ -121,6 +129,13 @@ fn add_shared(operation: &mut Operation, method: &str, path: &str, public: bool)
     }
     if !public {
         add("401", "No valid session: log in first (`unauthenticated`)");
+        if !OPEN_TO_OPERATORS.contains(&(method, path)) {
+            add(
+                "403",
+                "A platform operator's session: operators belong to no co-op and see none's \
+                 data (`forbidden`)",
+            );
+        }
     }
     if matches!(method, "post" | "put" | "delete" | "patch") {
         add(

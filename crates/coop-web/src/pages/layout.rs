@@ -20,6 +20,8 @@ pub struct Nav {
     pub coordinator: bool,
     /// Families see a "Teaching" link (a parent may teach classes).
     pub teaches: bool,
+    /// Platform operators see the operations page and nothing of any co-op.
+    pub operator: bool,
     pub family_id: Option<Uuid>,
 }
 
@@ -144,10 +146,23 @@ impl FromRequestParts<AppState> for SignedInPage {
             Ok(None) => return Err(back()),
             Err(err) => return Err(super::PageError::from(err).into_response()),
         };
+        if caller.role == Role::Operator {
+            // Operators belong to no co-op: every co-op page refuses them.
+            // Their home is the operations page (sign-in lands on /home).
+            if parts.uri.path() == "/home" {
+                return Err(redirect("/operations"));
+            }
+            let refused = coop_services::Error::Forbidden(
+                "Operators see no co-op's pages. The operations page is at /operations.".into(),
+            );
+            return Err(super::PageError::from(refused).into_response());
+        }
+        crate::http::trace::record_coop(caller.coop_id);
         let nav = Nav {
             email: caller.email.clone(),
             coordinator: caller.role == Role::Coordinator,
             teaches: caller.role == Role::Family,
+            operator: false,
             family_id: caller.family_id,
         };
         Ok(Self {

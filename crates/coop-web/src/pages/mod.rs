@@ -21,6 +21,7 @@ mod errors;
 mod family;
 mod forms;
 mod layout;
+mod operations;
 mod password;
 mod public;
 mod teaching;
@@ -132,6 +133,8 @@ pub fn router() -> Router<AppState> {
         .route("/schedule/feed", post(family::new_feed))
         .route("/pay", get(family::pay_page).post(family::pay))
         .route("/teaching", get(teaching::teaching))
+        .route("/operations", get(operations::page))
+        .route("/operations/charts", get(operations::fragment))
 }
 
 /// What a page may load and where its forms may go: only this origin, no
