@@ -9,6 +9,11 @@
 #
 # Environment (all optional):
 #   FAMILIES=100000 BATCH=500
+#   BACKUP_FAMILIES=N    back up and restore a second, larger seed of N families
+#                        (640000 makes a data dir of about 1 GB) instead of the
+#                        transferred one
+#   SKIP_TRANSFER=1      measure only the backup and the restore, into a section
+#                        of its own ("Backup and restore"), leaving the transfer's
 #   CARGO_TARGET_DIR, SKIP_BUILD=1, BENCH_RESULTS=FILE, COOP_BIN (another build, with SKIP_BUILD=1)
 #   PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres
 #
@@ -55,6 +60,9 @@ db_bytes=$(stat -c %s "$SCRATCH/source/coop.sqlite3")
 log "$rows rows, $db_bytes bytes"
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+if [[ "${SKIP_TRANSFER:-0}" == 1 ]]; then
+    copy_secs=- copy_rate=- transfer_total=-
+else
 createdb "$DB"
 log "coop transfer -> PostgreSQL"
 t0=$(now)
@@ -68,10 +76,20 @@ copy_secs=$(sed -E 's/^copied [0-9]+ rows in ([0-9.]+) s.*/\1/' <<<"$copy_line")
 copy_rate=$(sed -E 's/.*\(([0-9]+) rows\/s\).*/\1/' <<<"$copy_line")
 grep -q 'transfer complete and verified' "$SCRATCH/transfer.out" || die "transfer did not verify"
 log "$copy_line; $transfer_total s with migrations and verification"
+fi
+
+backup_source="$SCRATCH/source"
+if [[ -n "${BACKUP_FAMILIES:-}" ]]; then
+    log "seeding $BACKUP_FAMILIES families into a second SQLite file for the backup"
+    "$COOP_BIN" migrate --data-dir "$SCRATCH/big" >/dev/null 2>&1
+    python3 "$BENCH_DIR/transfer_seed.py" "$SCRATCH/big/coop.sqlite3" "$BACKUP_FAMILIES" >/dev/null
+    backup_source="$SCRATCH/big"
+fi
+data_dir_bytes=$(du -sb "$backup_source" | cut -f1)
 
 log "coop backup (embedded tier)"
 t0=$(now)
-"$COOP_BIN" backup --data-dir "$SCRATCH/source" --to "$SCRATCH/backup" >/dev/null
+"$COOP_BIN" backup --data-dir "$backup_source" --to "$SCRATCH/backup" >/dev/null
 t1=$(now)
 backup_secs=$(secs "$t0" "$t1")
 backup_bytes=$(du -sb "$SCRATCH/backup" | cut -f1)
@@ -83,9 +101,18 @@ restore_secs=$(secs "$t0" "$t1")
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 log "backup $backup_secs s ($backup_bytes bytes), restore $restore_secs s"
 
+marker="bench/transfer.sh"
+title="Transfer, backup, restore"
+transfer_rows="| \`coop transfer\` SQLite → PostgreSQL, copying | $rows | ${copy_secs} s | ${copy_rate} rows/s |
+| the same, with migrations and the verification (both sides read again, checksummed) | $rows | ${transfer_total} s | |"
+if [[ "${SKIP_TRANSFER:-0}" == 1 ]]; then
+    marker="bench/transfer.sh backup"
+    title="Backup and restore"
+    transfer_rows="| (no transfer in this run: SKIP_TRANSFER=1) | | | |"
+fi
 section=$(cat <<MD
-<!-- begin bench/transfer.sh -->
-## Transfer, backup, restore
+<!-- begin $marker -->
+## $title
 
 Measured $(date -u '+%Y-%m-%d %H:%M') UTC with \`bench/transfer.sh\`, commit $(git -C "$REPO_DIR" rev-parse --short HEAD),
 build: \`$(basename "$(dirname "$COOP_BIN")")\`${BUILD_NOTE:+ ($BUILD_NOTE)}, FAMILIES=$FAMILIES (six rows each: family, child, enrollment, fee,
@@ -93,22 +120,21 @@ payment, pending job), BATCH=$BATCH.
 
 | step | rows | time | rate |
 |---|---:|---:|---:|
-| \`coop transfer\` SQLite → PostgreSQL, copying | $rows | ${copy_secs} s | ${copy_rate} rows/s |
-| the same, with migrations and the verification (both sides read again, checksummed) | $rows | ${transfer_total} s | |
-| \`coop backup\` (VACUUM INTO + data dir), SQLite file of $db_bytes bytes | | ${backup_secs} s | |
+${transfer_rows}
+| \`coop backup\` (VACUUM INTO + data dir), a data dir of $data_dir_bytes bytes${BACKUP_FAMILIES:+ ($BACKUP_FAMILIES families)} | | ${backup_secs} s | |
 | \`coop restore\` into a fresh data dir (copy + integrity check) | | ${restore_secs} s | |
 
 The machine (2 CPUs) is shared with other builds and tests while this runs:
 load average (1/5/15 min) $load_before before, $load_after after. The numbers are
 what this run got, not what the program can do on a quiet machine.
-<!-- end bench/transfer.sh -->
+<!-- end $marker -->
 MD
 )
-python3 - "$RESULTS" "$section" <<'PY'
+python3 - "$RESULTS" "$section" "$marker" <<'PY'
 import re, sys
-path, section = sys.argv[1], sys.argv[2]
+path, section, marker = sys.argv[1], sys.argv[2], re.escape(sys.argv[3])
 text = open(path).read()
-pattern = re.compile(r"<!-- begin bench/transfer.sh -->.*?<!-- end bench/transfer.sh -->", re.S)
+pattern = re.compile(rf"<!-- begin {marker} -->.*?<!-- end {marker} -->", re.S)
 text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
 open(path, "w").write(text)
 PY

@@ -11,6 +11,7 @@ pub mod http;
 pub mod knobs;
 pub mod operations;
 pub mod pages;
+pub mod rendered_classes;
 pub mod startup;
 pub mod state;
 

@@ -13,9 +13,9 @@ use coop_mechanisms::read_positions::ReadPositions;
 use coop_services::Services;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::api::rendered_classes::RenderedClasses;
 use crate::config::HttpSettings;
 use crate::knobs::TestKnobs;
+use crate::rendered_classes::RenderedClasses;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);

@@ -245,7 +245,7 @@ pub async fn catalog(
     check.finish()?;
     let (semester, classes) = state.services.classes.catalog(&ctx, semester).await?;
     // A `Catalog`, written from each class's remembered JSON (see
-    // `rendered_classes`) instead of serialising every class again.
+    // `crate::rendered_classes`) instead of serialising every class again.
     let semester =
         serde_json::to_vec(&Semester::from(semester)).map_err(|e| ApiError::Internal(e.into()))?;
     let mut body = Vec::with_capacity(semester.len() + 512 * classes.len() + 32);
@@ -258,7 +258,9 @@ pub async fn catalog(
             c.min_age.is_none_or(|lo| age >= lo) && c.max_age.is_none_or(|hi| age <= hi)
         })
     }) {
-        let rendered = state.rendered_classes.get(class);
+        let rendered = state.rendered_classes.get(class, |row| {
+            serde_json::to_vec(&Class::from(row)).expect("a class serialises to JSON")
+        });
         if weekday.is_some_and(|day| !rendered.meets_on(day)) {
             continue;
         }

@@ -21,7 +21,6 @@ mod input;
 pub mod invites;
 pub mod operations;
 pub mod payments;
-pub mod rendered_classes;
 pub mod semesters;
 
 use axum::Router;

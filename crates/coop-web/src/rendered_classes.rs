@@ -12,6 +12,10 @@
 //! address, so it cannot be reused by another copy while the memo remembers
 //! it: a pointer match always means the very copy the JSON was made from.
 //! Without a cache every read gets a fresh copy, and renders.
+//!
+//! The rendering itself is the API's (`api::classes`), passed in by the
+//! caller, so that this memo, which the application state holds, depends on
+//! nothing above it.
 
 use std::sync::{Arc, Weak};
 
@@ -19,8 +23,6 @@ use axum::body::Bytes;
 use coop_domain::courses::Weekday;
 use coop_services::classes::Class as ClassRow;
 use uuid::Uuid;
-
-use super::classes::Class;
 
 /// Classes remembered at most; a memo entry is a few hundred bytes.
 const CAPACITY: u64 = 50_000;
@@ -55,30 +57,29 @@ impl Default for RenderedClasses {
 }
 
 impl RenderedClasses {
-    /// The JSON of this copy of the class: remembered, or rendered now.
-    pub fn get(&self, row: &Arc<ClassRow>) -> Arc<RenderedClass> {
+    /// The JSON of this copy of the class (`render` makes it): remembered, or
+    /// rendered now.
+    pub fn get(
+        &self,
+        row: &Arc<ClassRow>,
+        render: impl FnOnce(&ClassRow) -> Vec<u8>,
+    ) -> Arc<RenderedClass> {
         if let Some(known) = self.0.get(&row.id)
             && std::ptr::eq(known.source.as_ptr(), Arc::as_ptr(row))
         {
             return known;
         }
-        let rendered = Arc::new(render(row));
+        let weekdays = row
+            .meetings()
+            .iter()
+            .fold(0, |bits, meeting| bits | weekday_bit(meeting.weekday));
+        let rendered = Arc::new(RenderedClass {
+            source: Arc::downgrade(row),
+            json: Bytes::from(render(row)),
+            weekdays,
+        });
         self.0.insert(row.id, rendered.clone());
         rendered
-    }
-}
-
-fn render(row: &Arc<ClassRow>) -> RenderedClass {
-    let class = Class::from(row.as_ref());
-    let weekdays = row
-        .meetings()
-        .iter()
-        .fold(0, |bits, meeting| bits | weekday_bit(meeting.weekday));
-    let json = serde_json::to_vec(&class).expect("a class serialises to JSON");
-    RenderedClass {
-        source: Arc::downgrade(row),
-        json: Bytes::from(json),
-        weekdays,
     }
 }
 
@@ -111,12 +112,18 @@ mod tests {
         })
     }
 
+    fn seats(row: &ClassRow) -> Vec<u8> {
+        format!(r#"{{"seats_left":{}}}"#, row.capacity - row.seats_taken).into_bytes()
+    }
+
     #[test]
     fn the_same_copy_is_rendered_once_and_a_new_copy_again() {
         let memo = RenderedClasses::default();
         let first = row(r#"[{"weekday":"tuesday","starts_at":"09:30","minutes":60,"room":null}]"#);
-        let a = memo.get(&first);
-        let b = memo.get(&first);
+        let a = memo.get(&first, seats);
+        let b = memo.get(&first, |_| {
+            unreachable!("the same copy is not rendered again")
+        });
         assert!(Arc::ptr_eq(&a, &b), "the same copy must reuse its JSON");
         assert!(a.meets_on(Weekday::Tuesday));
         assert!(!a.meets_on(Weekday::Monday));
@@ -127,7 +134,7 @@ mod tests {
         let mut changed = (*first).clone();
         changed.seats_taken = 4;
         let changed = Arc::new(changed);
-        let c = memo.get(&changed);
+        let c = memo.get(&changed, seats);
         assert!(!Arc::ptr_eq(&a, &c));
         assert!(
             std::str::from_utf8(&c.json)
