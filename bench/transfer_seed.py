@@ -18,7 +18,7 @@ ts = "'2026-11-30T05:00:00.123456Z'"
 ms = "1764478800123"
 db.executescript(f"""
 BEGIN;
-INSERT INTO coops VALUES (randomblob(16), 'Bench Co-op', {ts});
+INSERT INTO coops (id, name, created_at, verified_at) VALUES (randomblob(16), 'Bench Co-op', {ts}, {ms});
 INSERT INTO users SELECT randomblob(16), id, 'coordinator@bench.example', 'Ada', '$argon2id$unused', 'coordinator', NULL, {ts} FROM coops;
 INSERT INTO semesters SELECT randomblob(16), id, 'Fall', '2026-12-30', '2027-03-30', {ts}, '2026-12-10T05:00:00Z', '["2027-01-13"]', 1, {ts}, {ts} FROM coops;
 INSERT INTO classes SELECT randomblob(16), coop_id, id, 'Watercolor', 'Paint', NULL, 30, 0, 0, 1, 4500, 'USD', NULL, NULL, NULL, NULL,
@@ -30,7 +30,9 @@ INSERT INTO enrollments SELECT randomblob(16), ch.coop_id, cl.id, ch.id, ch.fami
     FROM children ch, (SELECT id FROM classes LIMIT 1) cl;
 INSERT INTO ledger SELECT randomblob(16), coop_id, id, NULL, 'fee', 4500, 'USD', 'Fall fees', {ts} FROM families;
 INSERT INTO payments SELECT randomblob(16), coop_id, id, 4500, 'USD', 'Fall fees', 'succeeded', 'ch_' || lower(hex(randomblob(6))), NULL, {ms}, {ms} FROM families;
-INSERT INTO jobs SELECT randomblob(16), coop_id, 'welcome_email', 'bench-' || lower(hex(id)), '{{"family_id":"-"}}', 'ready', 0, 10,
+INSERT INTO jobs (id, coop_id, kind, key, payload, state, attempts, max_attempts, run_at, claim,
+                  lease_until, last_error, created_at, updated_at)
+    SELECT randomblob(16), coop_id, 'welcome_email', 'bench-' || lower(hex(id)), '{{"family_id":"-"}}', 'ready', 0, 10,
     4102444800000, NULL, NULL, NULL, {ms}, {ms} FROM families;
 COMMIT;
 """)

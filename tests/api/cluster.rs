@@ -902,17 +902,19 @@ async fn the_operations_page_draws_every_instance_and_the_scalers_decisions() {
             .await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.text);
         let both = page.text.contains("instance-1") && page.text.contains("instance-2");
+        // The worker's samples too (its breakers), from its private listener.
+        let worker = page.text.contains("worker 127.0.0.1:");
         // A decision of the instances' pool (`serve`), with its inputs (signal, value,
         // target).
         let decided = page.text.contains("Auto-scaler decisions")
             && page.text.contains("<td>serve</td>")
             && page.text.contains("(target");
-        if both && decided && !page.text.contains("did not answer") {
+        if both && worker && decided && !page.text.contains("did not answer") {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "the operations page did not show both instances and the scaler's decisions:\n{}\n{}",
+            "the operations page did not show both instances, the worker and the scaler's decisions:\n{}\n{}",
             page.text,
             cluster.log_tail()
         );

@@ -392,8 +392,31 @@ pub async fn run_worker(
         mail = %effects.mailer.describe(),
         "Coop worker is running; health and metrics on http://{address}/"
     );
-    let probes = worker_probes(db.clone(), metrics, config.http.metrics_token.clone());
+    // The operations page's history of this worker's metrics (its breakers).
+    let operations = Arc::new(crate::operations::Samples::new(
+        config.http.operations_sample_every,
+    ));
+    let probes = worker_probes(
+        db.clone(),
+        metrics.clone(),
+        config.http.metrics_token.clone(),
+        (operations.clone(), format!("worker {address}")),
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sampler = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let read = || {
+                metrics.run_upkeep();
+                metrics.render()
+            };
+            operations
+                .run(read, async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .await
+        })
+    };
     let server = tokio::spawn(async move {
         let mut stop_rx = stop_rx;
         axum::serve(listener, probes)
@@ -408,6 +431,7 @@ pub async fn run_worker(
         .await;
     let _ = stop_tx.send(true);
     let _ = server.await;
+    let _ = sampler.await;
     db.close().await;
     Ok(())
 }
@@ -415,13 +439,35 @@ pub async fn run_worker(
 /// The worker's listener is private like COOP_METRICS_LISTEN: its `/metrics`
 /// is open unless COOP_METRICS_TOKEN is set. A scrape reads the queue's depth
 /// from the database: `coop cluster` scales workers on it and wants it fresh,
-/// and the listener is not public.
+/// and the listener is not public. `/operations/samples` (the same token)
+/// gives the operations page this worker's last hour.
 fn worker_probes(
     db: Db,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     token: Option<MetricsToken>,
+    (operations, name): (Arc<crate::operations::Samples>, String),
 ) -> Router {
+    let samples_token = token.clone();
     Router::new()
+        .route(
+            "/operations/samples",
+            get(move |headers: axum::http::HeaderMap| {
+                let token = samples_token.clone();
+                let operations = operations.clone();
+                let name = name.clone();
+                async move {
+                    if token.is_some_and(|token| !token.admits(&headers)) {
+                        return crate::http::scrape::token_required();
+                    }
+                    axum::Json(crate::operations::SamplesResponse {
+                        instance: name,
+                        every_seconds: operations.every().as_secs_f64(),
+                        samples: operations.snapshot(),
+                    })
+                    .into_response()
+                }
+            }),
+        )
         .route(
             "/health",
             get(|| async { axum::Json(serde_json::json!({ "status": "ok", "role": "worker" })) }),

@@ -30,16 +30,39 @@ pub struct SamplesResponse {
 /// Longest the page waits for a peer: a slow peer must not hold the page.
 const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A peer's samples, or why there are none.
+/// A peer instance's samples (asked with the operator's session), or why
+/// there are none.
 pub async fn peer_samples(
     client: &reqwest::Client,
     base: &str,
     cookie: &str,
 ) -> Result<InstanceSamples, String> {
-    let url = format!("{base}/api/v1/operations/samples");
-    let answer = client
-        .get(&url)
-        .header(reqwest::header::COOKIE, cookie)
+    let request = client
+        .get(format!("{base}/api/v1/operations/samples"))
+        .header(reqwest::header::COOKIE, cookie);
+    samples_from(request, base).await
+}
+
+/// A `coop worker`'s samples, from its private listener (COOP_WORKER_LISTEN)
+/// with the metrics token, as Prometheus would scrape it: the circuit
+/// breakers live in the workers when jobs run there.
+pub async fn worker_samples(
+    client: &reqwest::Client,
+    address: &str,
+    token: &str,
+) -> Result<InstanceSamples, String> {
+    let base = format!("http://{address}");
+    let request = client
+        .get(format!("{base}/operations/samples"))
+        .bearer_auth(token);
+    samples_from(request, &base).await
+}
+
+async fn samples_from(
+    request: reqwest::RequestBuilder,
+    base: &str,
+) -> Result<InstanceSamples, String> {
+    let answer = request
         .timeout(PEER_TIMEOUT)
         .send()
         .await
@@ -70,6 +93,8 @@ fn without_url(err: &reqwest::Error) -> String {
 pub struct ClusterView {
     /// Every instance's address (`host:port`), this one included.
     pub instances: Vec<String>,
+    /// Every worker's private listener (`host:port`).
+    pub workers: Vec<String>,
     /// The auto-scaler's latest decisions, newest first.
     pub decisions: Vec<DecisionRow>,
 }
@@ -122,12 +147,16 @@ pub async fn cluster_view(
 }
 
 fn read_status(status: &serde_json::Value) -> ClusterView {
-    let instances = status["instances"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|member| member["address"].as_str().map(str::to_owned))
-        .collect();
+    let addresses = |pool: &str| -> Vec<String> {
+        status[pool]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|member| member["address"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let instances = addresses("instances");
+    let workers = addresses("workers");
     let decisions = status["decisions"]
         .as_array()
         .into_iter()
@@ -137,6 +166,7 @@ fn read_status(status: &serde_json::Value) -> ClusterView {
         .collect();
     ClusterView {
         instances,
+        workers,
         decisions,
     }
 }
@@ -201,6 +231,7 @@ mod tests {
         });
         let view = read_status(&status);
         assert_eq!(view.instances, ["127.0.0.1:4001", "127.0.0.1:4002"]);
+        assert_eq!(view.workers, ["127.0.0.1:5001"]);
         let up = &view.decisions[0];
         assert_eq!(
             (up.at.as_str(), up.pool.as_str()),

@@ -16,7 +16,9 @@ use super::layout::{Layout, Nav};
 use super::ok;
 use crate::http::auth::request_read_after;
 use crate::http::session_token;
-use crate::operations::{DecisionRow, InstanceSamples, charts, cluster_view, peer_samples};
+use crate::operations::{
+    DecisionRow, InstanceSamples, charts, cluster_view, peer_samples, worker_samples,
+};
 use crate::state::AppState;
 
 /// A platform operator's page request.
@@ -109,11 +111,13 @@ struct Gathered {
 }
 
 /// This instance's samples first, then each peer's (asked at once): the
-/// instances `coop cluster`'s control API lists (COOP_CLUSTER_CONTROL) and
-/// COOP_OPERATIONS_PEERS. A peer that does not answer is named on the page.
+/// instances and workers `coop cluster`'s control API lists
+/// (COOP_CLUSTER_CONTROL) and COOP_OPERATIONS_PEERS. A peer that does not
+/// answer is named on the page.
 async fn gather(state: &AppState, token: &str) -> Gathered {
     let mut problems = Vec::new();
     let mut peers: Vec<String> = Vec::new();
+    let mut workers: Vec<String> = Vec::new();
     let mut decisions = None;
     if let (Some(control), Some(cluster_token)) = (
         state.http.cluster_control,
@@ -128,6 +132,7 @@ async fn gather(state: &AppState, token: &str) -> Gathered {
                         .filter(|address| *address != own)
                         .map(|address| format!("http://{address}")),
                 );
+                workers = view.workers;
                 decisions = Some(view.decisions);
             }
             Err(problem) => problems.push(problem),
@@ -147,6 +152,16 @@ async fn gather(state: &AppState, token: &str) -> Gathered {
     for (i, peer) in peers.into_iter().enumerate() {
         let (client, cookie) = (state.peers.clone(), cookie.clone());
         asking.spawn(async move { (i, peer_samples(&client, &peer, &cookie).await) });
+    }
+    // Workers are asked with the cluster's metrics token, which `coop
+    // cluster` gives every member (workers exist only inside one).
+    if let Some(metrics_token) = state.http.metrics_token.as_ref() {
+        let offset = asking.len();
+        for (i, worker) in workers.into_iter().enumerate() {
+            let (client, token) = (state.peers.clone(), metrics_token.secret().to_owned());
+            asking
+                .spawn(async move { (offset + i, worker_samples(&client, &worker, &token).await) });
+        }
     }
     let mut answers = asking.join_all().await;
     answers.sort_by_key(|(i, _)| *i);
