@@ -35,7 +35,9 @@ import yaml
 # Operator endpoints, reached inside the cluster only (kubelet probes and
 # Prometheus go to the pods directly); everything else Coop routes must be
 # reachable through the Ingress.
-INTERNAL_ROUTES = {"/health", "/ready", "/metrics"}
+# /samples: a `coop worker`'s last hour of metrics, on its private listener
+# for the operations page.
+INTERNAL_ROUTES = {"/health", "/ready", "/metrics", "/samples"}
 
 # Files under deploy/k8s that are not plain Kubernetes manifests.
 NOT_MANIFESTS = {"kustomization.yaml", "prometheus-adapter/values.yaml"}

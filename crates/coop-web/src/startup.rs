@@ -439,7 +439,7 @@ pub async fn run_worker(
 /// The worker's listener is private like COOP_METRICS_LISTEN: its `/metrics`
 /// is open unless COOP_METRICS_TOKEN is set. A scrape reads the queue's depth
 /// from the database: `coop cluster` scales workers on it and wants it fresh,
-/// and the listener is not public. `/operations/samples` (the same token)
+/// and the listener is not public. `/samples` (the same token)
 /// gives the operations page this worker's last hour.
 fn worker_probes(
     db: Db,
@@ -450,7 +450,7 @@ fn worker_probes(
     let samples_token = token.clone();
     Router::new()
         .route(
-            "/operations/samples",
+            "/samples",
             get(move |headers: axum::http::HeaderMap| {
                 let token = samples_token.clone();
                 let operations = operations.clone();

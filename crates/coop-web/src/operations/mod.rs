@@ -52,9 +52,7 @@ pub async fn worker_samples(
     token: &str,
 ) -> Result<InstanceSamples, String> {
     let base = format!("http://{address}");
-    let request = client
-        .get(format!("{base}/operations/samples"))
-        .bearer_auth(token);
+    let request = client.get(format!("{base}/samples")).bearer_auth(token);
     samples_from(request, &base).await
 }
 
