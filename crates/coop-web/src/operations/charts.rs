@@ -70,6 +70,7 @@ pub fn charts(instances: &[InstanceSamples]) -> Vec<Chart> {
     let mut lag = Vec::new();
     let mut reads = Vec::new();
     let mut breakers = Vec::new();
+    let mut transitions = Vec::new();
     for InstanceSamples { instance, samples } in instances {
         requests.push((named(instance, ""), rate(samples, |s| s.requests)));
         for (q, label) in [(0.5, "p50"), (0.95, "p95"), (0.99, "p99")] {
@@ -105,6 +106,10 @@ pub fn charts(instances: &[InstanceSamples]) -> Vec<Chart> {
             let points = gauge(samples, |s| s.breakers.get(&breaker).copied());
             breakers.push((named(instance, &breaker), points));
         }
+        transitions.push((
+            named(instance, ""),
+            rate(samples, |s| s.breaker_transitions),
+        ));
     }
     let own: &[Sample] = instances.first().map_or(&[], |i| &i.samples);
     let queue_ready = keys(own, |s| s.queue_ready.keys().cloned().collect())
@@ -213,7 +218,15 @@ pub fn charts(instances: &[InstanceSamples]) -> Vec<Chart> {
             "state",
             breakers,
             window,
-            "No breaker in this process (jobs run in the workers).",
+            "No breaker has reported yet.",
+        ),
+        draw(
+            "breaker-transitions",
+            "Breaker transitions per second, every breaker",
+            "/s",
+            non_zero(transitions),
+            window,
+            "No breaker changed state.",
         ),
     ]
 }
