@@ -171,7 +171,7 @@ stop_serve() { stop_pid "$SRV_PID"; forget_pid "$SRV_PID"; }
 # front of N instances and one worker; its processes' logs in STATE_DIR); sets
 # CLUSTER_PID, SRV_URL, INSTANCE_URLS.
 start_cluster() {
-    local n=$1 db_url=$2 redis_url=$3 logfile=$4 state_dir=$5 listen control i
+    local n=$1 db_url=$2 redis_url=$3 logfile=$4 state_dir=$5 listen control i token=""
     listen="127.0.0.1:$(free_port)"
     control="127.0.0.1:$(free_port)"
     rm -rf -- "$state_dir"
@@ -189,7 +189,11 @@ start_cluster() {
             log "coop cluster exited during start-up"
             return 1
         fi
-        if curl -sf --max-time 2 "http://$control/status" -o "$OUT_DIR/status.json" 2>/dev/null \
+        # The control API asks for the token `coop cluster` writes into its state dir.
+        [[ -z "$token" && -s "$state_dir/control.token" ]] && token=$(<"$state_dir/control.token")
+        if [[ -n "$token" ]] \
+            && curl -sf --max-time 2 -H "Authorization: Bearer $token" "http://$control/status" \
+                -o "$OUT_DIR/status.json" 2>/dev/null \
             && python3 -c "import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if sum(m['state']=='running' for m in s['instances'])==$n else 1)" \
                 "$OUT_DIR/status.json" 2>/dev/null \
             && [[ "$(curl -s -o /dev/null -w '%{http_code}' "$SRV_URL/ready")" == 200 ]]; then
