@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use coop_mechanisms::cache::Cache;
 use coop_mechanisms::data::Data;
@@ -447,55 +446,50 @@ fn worker_probes(
     token: Option<MetricsToken>,
     (operations, name): (Arc<crate::operations::Samples>, String),
 ) -> Router {
-    let samples_token = token.clone();
-    Router::new()
+    let protected = Router::new()
         .route(
             "/samples",
-            get(move |headers: axum::http::HeaderMap| {
-                let token = samples_token.clone();
-                let operations = operations.clone();
-                let name = name.clone();
-                async move {
-                    if token.is_some_and(|token| !token.admits(&headers)) {
-                        return crate::http::scrape::token_required();
-                    }
-                    axum::Json(crate::operations::SamplesResponse {
-                        instance: name,
-                        every_seconds: operations.every().as_secs_f64(),
-                        samples: operations.snapshot(),
-                    })
-                    .into_response()
-                }
+            get(move || async move {
+                axum::Json(crate::operations::SamplesResponse {
+                    instance: name,
+                    every_seconds: operations.every().as_secs_f64(),
+                    samples: operations.snapshot(),
+                })
             }),
         )
+        .route(
+            "/metrics",
+            get(move || async move {
+                record_queue_metrics(&db).await;
+                db.record_pool_metrics();
+                metrics.run_upkeep();
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }),
+        )
+        // One check for both: the token when COOP_METRICS_TOKEN is set.
+        .route_layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let token = token.clone();
+                async move {
+                    if token.is_some_and(|token| !token.admits(request.headers())) {
+                        return crate::http::scrape::token_required();
+                    }
+                    next.run(request).await
+                }
+            },
+        ));
+    Router::new()
         .route(
             "/health",
             get(|| async { axum::Json(serde_json::json!({ "status": "ok", "role": "worker" })) }),
         )
-        .route(
-            "/metrics",
-            get(move |headers: axum::http::HeaderMap| {
-                let db = db.clone();
-                let metrics = metrics.clone();
-                let token = token.clone();
-                async move {
-                    if token.is_some_and(|token| !token.admits(&headers)) {
-                        return crate::http::scrape::token_required();
-                    }
-                    record_queue_metrics(&db).await;
-                    db.record_pool_metrics();
-                    metrics.run_upkeep();
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        metrics.render(),
-                    )
-                        .into_response()
-                }
-            }),
-        )
+        .merge(protected)
 }
 
 /// `coop migrate`: applies pending migrations and exits.

@@ -55,15 +55,16 @@ impl MetricsToken {
     }
 }
 
-/// The answer of a private metrics listener to a scraper without the token.
+/// The answer of a metrics listener (`/metrics`, a worker's `/samples`) to a
+/// request without the token.
 pub fn token_required() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer")],
         axum::Json(serde_json::json!({"error": {
             "code": "unauthenticated",
-            "message": "this listener serves /metrics to Prometheus only: send \
-                        COOP_METRICS_TOKEN as `Authorization: Bearer <token>`",
+            "message": "this listener serves its metrics only to those who hold the \
+                        metrics token: send COOP_METRICS_TOKEN as `Authorization: Bearer <token>`",
         }})),
     )
         .into_response()
