@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use coop_mechanisms::store::WriteTurns;
 use coop_runtime::values::{parse_bool, parse_duration};
 
 #[derive(Debug, Clone, Default)]
@@ -23,6 +24,10 @@ pub struct TestKnobs {
     /// write" (`COOP_READ_YOUR_WRITES=sticky`), to measure the WAL-position
     /// routing against the common simpler rule.
     pub sticky_reads: bool,
+    /// How the embedded tier's writers take turns (`COOP_SQLITE_WRITERS`:
+    /// `requests-first`, the default; `fifo`; `busy`, SQLite's busy handler
+    /// alone), to measure what the turns give.
+    pub sqlite_writers: WriteTurns,
 }
 
 impl TestKnobs {
@@ -44,6 +49,16 @@ impl TestKnobs {
                 ));
             }
         };
+        let sqlite_writers = match var("COOP_SQLITE_WRITERS").as_deref() {
+            None | Some("requests-first") => WriteTurns::RequestsFirst,
+            Some("fifo") => WriteTurns::Fifo,
+            Some("busy") => WriteTurns::BusyHandler,
+            Some(other) => {
+                return Err(format!(
+                    "COOP_SQLITE_WRITERS expects requests-first, fifo or busy, got {other:?}"
+                ));
+            }
+        };
         Ok(Self {
             cache_fill_delay: duration("COOP_CACHE_FILL_DELAY")?,
             idempotency_save_delay: duration("COOP_IDEMPOTENCY_SAVE_DELAY")?,
@@ -52,6 +67,7 @@ impl TestKnobs {
                 .transpose()?
                 .unwrap_or(false),
             sticky_reads,
+            sqlite_writers,
         })
     }
 }

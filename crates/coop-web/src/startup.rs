@@ -63,6 +63,7 @@ impl Application {
         let metrics = prometheus_handle();
         let data_lock = config.database.hold_data_lock()?;
         let db = Db::connect(&config.database).await?;
+        db.set_write_turns(knobs.sqlite_writers);
         db.migrate().await?;
         let redis = match &config.redis.redis_url {
             Some(url) => Some(Redis::connect(url).await?),

@@ -13,8 +13,8 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{JobRunner, JobSettings, Outcome, backoff};
-use crate::store::Db;
 use crate::store::jobs::{self, JobRow, now_ms};
+use crate::store::{Db, in_background};
 
 /// Longest a single run may take before it counts as a failed attempt.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -76,7 +76,7 @@ impl<R: JobRunner> Worker<R> {
         loop {
             if last_reclaim.is_none_or(|at| at.elapsed() >= RECLAIM_EVERY) {
                 last_reclaim = Some(Instant::now());
-                match jobs::reclaim_expired(&db).await {
+                match in_background(jobs::reclaim_expired(&db)).await {
                     Ok(0) => {}
                     Ok(n) => {
                         tracing::warn!(jobs = n, "reclaimed jobs whose worker stopped answering");
@@ -88,7 +88,7 @@ impl<R: JobRunner> Worker<R> {
             let free = self.config.concurrency.saturating_sub(running.len());
             let mut pause = self.config.poll;
             if free > 0 {
-                match jobs::claim(&db, free as u32, lease_ms).await {
+                match in_background(jobs::claim(&db, free as u32, lease_ms)).await {
                     Ok(claimed) => {
                         let full = claimed.len() == free;
                         for job in claimed {
@@ -131,7 +131,8 @@ impl<R: JobRunner> Worker<R> {
         let config = self.config.clone();
         let held = self.held.clone();
         running.spawn(async move {
-            traced(&job, run_one(&db, &*runner, &config, &job, claim)).await;
+            let work = run_one(&db, &*runner, &config, &job, claim);
+            traced(&job, in_background(work)).await;
             held.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&job.id);

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::Db;
 use super::coops::UserRow;
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 use coop_domain::clock::now_ms;
 
 pub async fn user(db: &Db, user_id: Uuid) -> Result<Option<UserRow>, sqlx::Error> {
@@ -29,7 +29,7 @@ pub async fn set_password(
     password_hash: &str,
     keep_session: Option<&str>,
 ) -> Result<Vec<String>, sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
             .bind(user_id)
@@ -54,7 +54,7 @@ pub async fn insert_reset(
     user_id: Uuid,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query(
             "INSERT INTO password_resets (token_hash, user_id, expires_at, used_at, created_at) \
              VALUES ($1, $2, $3, NULL, $4)",
@@ -89,7 +89,7 @@ pub async fn redeem_reset(
     password_hash: &str,
 ) -> Result<ResetOutcome, sqlx::Error> {
     let now = now_ms();
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let row: Option<(Uuid, i64, Option<i64>)> = sqlx::query_as(
             "SELECT user_id, expires_at, used_at FROM password_resets WHERE token_hash = $1",
@@ -145,7 +145,7 @@ pub async fn insert_email_change(
     new_email: &str,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query(
             "INSERT INTO email_changes (token_hash, user_id, new_email, expires_at, used_at, created_at) \
              VALUES ($1, $2, $3, $4, NULL, $5)",
@@ -185,7 +185,7 @@ pub async fn confirm_email_change(
 ) -> Result<EmailChangeOutcome, sqlx::Error> {
     let now = now_ms();
     let at = coop_domain::clock::now();
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let row: Option<(Uuid, String, i64, Option<i64>)> = sqlx::query_as(
             "SELECT user_id, new_email, expires_at, used_at FROM email_changes WHERE token_hash = $1",

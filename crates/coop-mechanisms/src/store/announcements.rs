@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::Db;
 use super::jobs::NewJob;
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, Deserialize)]
 pub struct AnnouncementRow {
@@ -52,7 +52,7 @@ pub async fn create(
     fan_out: &NewJob,
 ) -> Result<(), sqlx::Error> {
     let at = coop_domain::clock::now();
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         sqlx::query(
             "INSERT INTO announcements (id, coop_id, class_id, subject, body, author_id, recipients, created_at) \
@@ -122,7 +122,7 @@ pub async fn fan_out_batch(
     next_batch: &(dyn Fn(Uuid, Uuid) -> NewJob + Sync),
 ) -> Result<usize, sqlx::Error> {
     let at_ms = coop_domain::clock::now_ms();
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let found: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(
             "SELECT coop_id, class_id FROM announcements WHERE id = $1",
@@ -228,7 +228,7 @@ pub async fn mark(
     family_id: Uuid,
     sent: bool,
 ) -> Result<(), sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query(
             "UPDATE announcement_deliveries SET state = $3, updated_at = $4 WHERE announcement_id = $1 AND family_id = $2",
         )

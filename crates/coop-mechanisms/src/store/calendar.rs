@@ -4,7 +4,7 @@ use time::Date;
 use uuid::Uuid;
 
 use super::Db;
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 use coop_domain::clock::now_ms;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -32,7 +32,7 @@ pub async fn insert_all(
     events: &[NewEvent],
 ) -> Result<(), sqlx::Error> {
     let at = now_ms();
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         for event in events {
             sqlx::query(
@@ -80,7 +80,7 @@ pub async fn set_feed(
     family_id: Uuid,
     token_hash: &str,
 ) -> Result<(), sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query(
             "INSERT INTO calendar_feeds (family_id, coop_id, token_hash, created_at) \
              VALUES ($1, $2, $3, $4) \

@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::Db;
 use super::idempotency::{self, Claim};
 use super::jobs::{NewJob, now_ms};
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 use coop_domain::clock::now;
 use coop_domain::{Email, Name, PasswordHash, Role};
 
@@ -54,7 +54,7 @@ pub async fn create_coop(
     };
     let job = verification(created.coop_id, created.coordinator_id);
     let at = now();
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         if let Some(claim) = claim {
             let resource = idempotency::resource(&[created.coop_id, created.coordinator_id]);
@@ -95,7 +95,7 @@ pub async fn insert_signup_verification(
     user_id: Uuid,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query(
             "INSERT INTO signup_verifications (token_hash, coop_id, user_id, expires_at, used_at, created_at) \
              VALUES ($1, $2, $3, $4, NULL, $5)",
@@ -126,7 +126,7 @@ pub enum VerifyOutcome {
 /// confirmed and its held jobs due, in one transaction.
 pub async fn verify_signup(db: &Db, token_hash: &str) -> Result<VerifyOutcome, sqlx::Error> {
     let now = now_ms();
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let row: Option<(Uuid, i64, Option<i64>)> = sqlx::query_as(
             "SELECT s.coop_id, s.expires_at, c.verified_at FROM signup_verifications s \
@@ -167,7 +167,7 @@ pub async fn verify_signup(db: &Db, token_hash: &str) -> Result<VerifyOutcome, s
 
 /// Whether the co-op's founder has confirmed their email.
 pub async fn is_verified(db: &Db, coop_id: Uuid) -> Result<bool, sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let verified: Option<Option<i64>> =
             sqlx::query_scalar("SELECT verified_at FROM coops WHERE id = $1")
                 .bind(coop_id)

@@ -8,7 +8,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::Db;
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, Deserialize)]
 pub struct SemesterRow {
@@ -66,7 +66,7 @@ pub async fn insert_semester(
     let sql = format!(
         "INSERT INTO semesters ({SEMESTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     );
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query(&sql)
             .bind(row.id)
             .bind(row.coop_id)
@@ -99,7 +99,7 @@ pub async fn update_semester(
          registration_closes_at = $5, holidays = $6, version = version + 1, updated_at = $7 \
          WHERE coop_id = $8 AND id = $9 AND ($10 OR version = $11) RETURNING {SEMESTER_COLUMNS}"
     );
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query_as::<_, SemesterRow>(&sql)
             .bind(new.name.as_str())
             .bind(new.starts_on)
@@ -224,7 +224,7 @@ pub async fn insert_class(
          capacity, seats_taken, waitlist_length, waitlist_next, fee_cents, currency, min_age, max_age, \
          min_grade, max_grade, meetings, version, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 1, $8, $9, $10, $11, $12, $13, $14, 1, $15, $15)";
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query(sql)
             .bind(row.id)
             .bind(row.coop_id)
@@ -345,7 +345,7 @@ pub async fn insert_child(
     // a concurrent removal of the family (its foreign key cascades).
     let sql = "INSERT INTO children (id, coop_id, family_id, first_name, birth_date, grade, version, created_at, updated_at) \
          SELECT $1, $2, $3, $4, $5, $6, 1, $7, $7 FROM families WHERE coop_id = $2 AND id = $3";
-    let inserted = with_conn!(db, conn => {
+    let inserted = with_write_conn!(db, conn => {
         sqlx::query(sql)
             .bind(row.id)
             .bind(coop_id)
@@ -400,7 +400,7 @@ pub async fn update_child(
         "UPDATE children SET first_name = $1, birth_date = $2, grade = $3, version = version + 1, \
          updated_at = $4 WHERE coop_id = $5 AND family_id = $6 AND id = $7 RETURNING {CHILD_COLUMNS}"
     );
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query_as::<_, ChildRow>(&sql)
             .bind(new.first_name.as_str())
             .bind(new.birth_date)

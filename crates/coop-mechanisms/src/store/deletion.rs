@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::Db;
 use super::jobs::NewJob;
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeletionRow {
@@ -52,7 +52,7 @@ pub async fn schedule(
     jobs: &[NewJob],
 ) -> Result<Option<DeletionRow>, sqlx::Error> {
     let now = requested_at;
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let inserted = sqlx::query(
             "INSERT INTO coop_deletions (coop_id, requested_by, requested_at, deletes_at) \
@@ -91,7 +91,7 @@ pub enum CancelOutcome {
 /// Cancels a deletion that has not begun. Its job stays queued and finds
 /// nothing to do (see [`begin`]).
 pub async fn cancel(db: &Db, coop_id: Uuid) -> Result<CancelOutcome, sqlx::Error> {
-    let removed = with_conn!(db, conn => {
+    let removed = with_write_conn!(db, conn => {
         sqlx::query("DELETE FROM coop_deletions WHERE coop_id = $1 AND started_at IS NULL")
             .bind(coop_id)
             .execute(&mut *conn)
@@ -112,7 +112,7 @@ pub async fn cancel(db: &Db, coop_id: Uuid) -> Result<CancelOutcome, sqlx::Error
 /// again since). False: nothing to do.
 pub async fn begin(db: &Db, coop_id: Uuid, requested_at: i64) -> Result<bool, sqlx::Error> {
     let now = coop_domain::clock::now_ms();
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let done = sqlx::query(
             "UPDATE coop_deletions SET started_at = COALESCE(started_at, $3) \
              WHERE coop_id = $1 AND requested_at = $2 AND deletes_at <= $3",
@@ -171,7 +171,7 @@ pub async fn delete_batch(
     next: &NewJob,
 ) -> Result<Removed, sqlx::Error> {
     let limit = i64::from(limit.max(1));
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let mut removed = Removed::default();
         // Accounts: with each, its sessions and its idempotency records (the

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::Db;
 use super::courses::{CLASS_COLUMNS, ClassRow};
 use super::jobs::NewJob;
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 
 /// Row lock for a read inside a write transaction (SQLite's is the whole database).
 fn for_update(db: &Db) -> &'static str {
@@ -397,7 +397,7 @@ pub async fn enroll(db: &Db, req: &Enroll<'_>) -> Result<EnrollOutcome, sqlx::Er
     let existing_sql = format!(
         "SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE class_id = $1 AND child_id = $2"
     );
-    let decided = with_conn!(db, conn => {
+    let decided = with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         // The child's lock serializes this child's enrollments (the conflict check).
         let Some(child) = sqlx::query_as::<_, LockedChild>(&child_sql)
@@ -583,7 +583,7 @@ pub async fn drop(db: &Db, req: &Drop<'_>) -> Result<DropOutcome, sqlx::Error> {
     let existing_sql = format!(
         "SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE class_id = $1 AND child_id = $2"
     );
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let Some(class) = sqlx::query_as::<_, ClassRow>(&class_sql)
             .bind(req.coop_id)
@@ -724,7 +724,7 @@ pub async fn update_class(
     let lock = for_update(db);
     let class_sql =
         format!("SELECT {CLASS_COLUMNS} FROM classes WHERE coop_id = $1 AND id = $2{lock}");
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let Some(class) = sqlx::query_as::<_, ClassRow>(&class_sql)
             .bind(coop_id)
@@ -897,7 +897,7 @@ pub async fn delete_idle_child(
     family_id: Uuid,
     child_id: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let done = sqlx::query(
             "DELETE FROM children WHERE coop_id = $1 AND family_id = $2 AND id = $3 AND NOT EXISTS \
              (SELECT 1 FROM enrollments e WHERE e.child_id = $3 AND e.state <> 'dropped')",

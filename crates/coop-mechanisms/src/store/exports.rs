@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::Db;
 use super::jobs::NewJob;
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 
 /// How a column is read, and how it appears in the archive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -448,7 +448,7 @@ pub async fn create(
     requested_by: Uuid,
     build: &NewJob,
 ) -> Result<(), sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         sqlx::query(
             "INSERT INTO coop_exports (id, coop_id, requested_by, state, created_at) \
@@ -516,7 +516,7 @@ pub async fn finish(
     then: &[NewJob],
 ) -> Result<bool, sqlx::Error> {
     let now = ready_at;
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let done = sqlx::query(
             "UPDATE coop_exports SET state = 'ready', archive = $2, archive_bytes = $3, \
@@ -542,7 +542,7 @@ pub async fn finish(
 
 /// The build gave up: the export is `failed`, and the co-op may ask again.
 pub async fn fail(db: &Db, id: Uuid) -> Result<(), sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query("UPDATE coop_exports SET state = 'failed' WHERE id = $1 AND state = 'queued'")
             .bind(id)
             .execute(&mut *conn)
@@ -553,7 +553,7 @@ pub async fn fail(db: &Db, id: Uuid) -> Result<(), sqlx::Error> {
 
 /// Drops an expired export's bytes (the row stays, `expired`).
 pub async fn expire(db: &Db, id: Uuid) -> Result<(), sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query(
             "UPDATE coop_exports SET state = 'expired', archive = NULL WHERE id = $1 AND state = 'ready'",
         )

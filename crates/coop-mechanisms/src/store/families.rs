@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::Db;
 use super::idempotency::{self, Claim};
 use super::jobs::NewJob;
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 use coop_domain::clock::now;
 use coop_domain::{Email, Name};
 
@@ -174,6 +174,7 @@ pub async fn insert(
             }
         }
         Db::Sqlite(pool, endpoint) => {
+            let _write_turn = super::write_turn(db).await;
             let mut conn = super::acquire(pool, endpoint).await?;
             let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
             if let Some(claim) = claim
@@ -284,7 +285,7 @@ pub async fn update(
          version = version + 1, updated_at = $4 \
          WHERE coop_id = $5 AND id = $6 AND ($7 OR version = $8) RETURNING {COLUMNS}"
     );
-    let updated = with_conn!(db, conn => {
+    let updated = with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let before: Option<String> =
             sqlx::query_scalar("SELECT email FROM families WHERE coop_id = $1 AND id = $2")
@@ -360,7 +361,7 @@ pub async fn delete(
 ) -> Result<DeleteOutcome, sqlx::Error> {
     const SQL: &str = "DELETE FROM families WHERE coop_id = $1 AND id = $2 AND ($3 OR version = $4) \
          AND NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.family_id = $2 AND e.state <> 'dropped')";
-    let deleted = with_conn!(db, conn => {
+    let deleted = with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let deleted = sqlx::query(SQL)
             .bind(coop_id)

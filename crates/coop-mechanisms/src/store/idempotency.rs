@@ -15,7 +15,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::Db;
-use crate::with_conn;
+use crate::with_write_conn;
 use coop_domain::clock::now_ms;
 use coop_domain::clock::now_s as unix_now;
 
@@ -167,7 +167,7 @@ pub async fn begin(
             owner,
             committed,
         };
-        let outcome = with_conn!(db, conn => {
+        let outcome = with_write_conn!(db, conn => {
             let inserted = sqlx::query(RESERVE)
                 .bind(scope)
                 .bind(key)
@@ -245,7 +245,7 @@ pub async fn complete(
 ) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE idempotency SET status = $1, headers = $2, body = $3 \
                        WHERE scope = $4 AND key = $5 AND owner = $6 AND status IS NULL";
-    Ok(with_conn!(db, conn => {
+    Ok(with_write_conn!(db, conn => {
         sqlx::query(SQL)
             .bind(i32::from(response.status))
             .bind(&response.headers)
@@ -267,7 +267,7 @@ pub async fn complete(
 pub async fn release(db: &Db, claim: &Claim) -> Result<(), sqlx::Error> {
     const SQL: &str = "UPDATE idempotency SET lease_until = 0 \
                        WHERE scope = $1 AND key = $2 AND owner = $3 AND status IS NULL";
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query(SQL)
             .bind(&claim.scope)
             .bind(&claim.key)
@@ -281,7 +281,7 @@ pub async fn release(db: &Db, claim: &Claim) -> Result<(), sqlx::Error> {
 /// Deletes records older than the retention period; run periodically.
 pub async fn purge_expired(db: &Db) -> Result<u64, sqlx::Error> {
     let cutoff = unix_now() - RETENTION_SECS;
-    Ok(with_conn!(db, conn => {
+    Ok(with_write_conn!(db, conn => {
         sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
             .bind(cutoff)
             .execute(&mut *conn)

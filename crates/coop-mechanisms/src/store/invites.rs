@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::Db;
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 use coop_domain::clock::now_ms;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -23,7 +23,7 @@ pub async fn insert(
     family_id: Uuid,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query(
             "INSERT INTO invites (token_hash, coop_id, family_id, expires_at, used_at, created_at) \
              VALUES ($1, $2, $3, $4, NULL, $5)",
@@ -73,7 +73,7 @@ pub async fn accept(
     user: &NewFamilyUser<'_>,
 ) -> Result<AcceptOutcome, sqlx::Error> {
     let at = coop_domain::clock::now();
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let marked = sqlx::query(
             "UPDATE invites SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",

@@ -11,7 +11,7 @@
 use uuid::Uuid;
 
 use super::Db;
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 
 pub use coop_domain::clock::now_ms;
 
@@ -153,7 +153,7 @@ macro_rules! enqueue_job {
 
 /// Inserts jobs on their own (for tests and tools; writes use `enqueue_job!`).
 pub async fn enqueue(db: &Db, jobs: &[NewJob]) -> Result<(), sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         for job in jobs {
             crate::enqueue_job!(tx, job)?;
@@ -185,7 +185,7 @@ pub async fn claim(db: &Db, limit: u32, lease_ms: i64) -> Result<Vec<JobRow>, sq
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, claim = $1, \
          lease_until = $2, updated_at = $3 WHERE id IN ({pick}) RETURNING {COLUMNS}"
     );
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query_as::<_, JobRow>(&sql)
             .bind(claim)
             .bind(now + lease_ms)
@@ -200,7 +200,7 @@ pub async fn claim(db: &Db, limit: u32, lease_ms: i64) -> Result<Vec<JobRow>, sq
 /// or to `dead` when that was their last attempt. Returns how many.
 pub async fn reclaim_expired(db: &Db) -> Result<u64, sqlx::Error> {
     let now = now_ms();
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let done = sqlx::query(
             "UPDATE jobs SET \
                state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'ready' END, \
@@ -303,7 +303,7 @@ async fn fenced(
     now: i64,
     text: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let done = sqlx::query(sql)
             .bind(id)
             .bind(claim)
@@ -390,7 +390,7 @@ pub async fn retry_dead(db: &Db, coop_id: Uuid, id: Uuid) -> Result<RetryOutcome
         "UPDATE jobs SET state = 'ready', attempts = 0, run_at = $3, updated_at = $3 \
          WHERE coop_id = $1 AND id = $2 AND state = 'dead' RETURNING {COLUMNS}"
     );
-    let retried = with_conn!(db, conn => {
+    let retried = with_write_conn!(db, conn => {
         sqlx::query_as::<_, JobRow>(&sql)
             .bind(coop_id)
             .bind(id)
@@ -458,7 +458,7 @@ macro_rules! release_held_jobs {
 /// Deletes finished jobs and effect records older than `older_than_ms`.
 pub async fn purge_finished(db: &Db, older_than_ms: i64) -> Result<u64, sqlx::Error> {
     let cutoff = now_ms() - older_than_ms;
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let jobs = sqlx::query("DELETE FROM jobs WHERE state = 'done' AND updated_at < $1")
             .bind(cutoff)
             .execute(&mut *conn)
@@ -479,7 +479,7 @@ pub async fn claim_one(db: &Db, id: Uuid, lease_ms: i64) -> Result<Option<JobRow
          lease_until = $2, updated_at = $3 WHERE id = $4 AND state = 'ready' AND run_at <= $3 \
          RETURNING {COLUMNS}"
     );
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query_as::<_, JobRow>(&sql)
             .bind(Uuid::now_v7())
             .bind(now + lease_ms)

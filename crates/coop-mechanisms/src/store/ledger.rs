@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::Db;
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, Deserialize)]
 pub struct LedgerLine {
@@ -107,7 +107,7 @@ pub async fn settle_refund(
     provider_refund_id: Option<&str>,
     failure_reason: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let done = sqlx::query(
             "UPDATE refunds SET state = $2, provider_refund_id = $3, failure_reason = $4, updated_at = $5 \
              WHERE id = $1 AND state = 'pending'",

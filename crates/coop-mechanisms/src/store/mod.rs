@@ -29,7 +29,7 @@ pub use settings::{DatabaseSettings, DatabaseUrl};
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -60,12 +60,34 @@ pub(crate) fn begin_write(db: &Db) -> &'static str {
     }
 }
 
-/// A database server as the health monitor sees it.
+/// A database server as the health monitor sees it, and the turn its writers
+/// take (SQLite, see [`write_turn`]).
 #[derive(Debug)]
 pub struct Endpoint {
     /// `primary`, or a replica's host:port: the `endpoint` label of pool metrics.
     pub name: String,
     up: AtomicBool,
+    writers: tokio::sync::Mutex<()>,
+    /// Requests waiting for the writers' turn, and a wake-up for background
+    /// work that lets them go first.
+    requests_waiting: AtomicUsize,
+    requests_served: tokio::sync::Notify,
+    turns: AtomicU8,
+}
+
+/// How SQLite's writers take turns. Only the default is a setting; the others
+/// are the benchmark variants that measure what it gives (`COOP_SQLITE_WRITERS`
+/// in the test knobs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WriteTurns {
+    /// One writer at a time in arrival order, requests before background work.
+    #[default]
+    RequestsFirst = 0,
+    /// One writer at a time in arrival order, background work included.
+    Fifo = 1,
+    /// No turns: every writer polls SQLite's lock with its busy handler.
+    BusyHandler = 2,
 }
 
 impl Endpoint {
@@ -73,6 +95,10 @@ impl Endpoint {
         Arc::new(Self {
             name: name.into(),
             up: AtomicBool::new(true),
+            writers: tokio::sync::Mutex::new(()),
+            requests_waiting: AtomicUsize::new(0),
+            requests_served: tokio::sync::Notify::new(),
+            turns: AtomicU8::new(WriteTurns::default() as u8),
         })
     }
 
@@ -83,6 +109,105 @@ impl Endpoint {
     pub fn set_up(&self, up: bool) {
         self.up.store(up, Ordering::SeqCst);
     }
+}
+
+/// The embedded tier's one writer at a time, in arrival order. SQLite lets one
+/// connection write at once; the others, left to themselves, poll the lock
+/// with SQLite's busy handler, which sleeps 1, 2, 5, … up to 100 ms between
+/// tries and lets a newcomer overtake a writer that has waited long: under a
+/// burst of writes that made the slowest requests wait hundreds of
+/// milliseconds. A FIFO async lock taken *before* a connection is borrowed
+/// hands the write lock over without sleeping, in order, and leaves the pool's
+/// other connections to readers. PostgreSQL locks rows itself: `None` there.
+///
+/// Background work (code run inside [`in_background`]: the in-process job
+/// worker) lets waiting requests go first, for at most [`BACKGROUND_YIELD`]
+/// per write, so a burst of requests is not queued behind the jobs it made and
+/// the jobs still make progress under a steady load.
+///
+/// Held by [`with_write_conn!`] for the whole write; a holder must not write
+/// through a second connection of the same database (it would wait for itself).
+pub async fn write_turn(db: &Db) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    let Db::Sqlite(_, endpoint) = db else {
+        return None;
+    };
+    let turns = endpoint.turns.load(Ordering::Relaxed);
+    if turns == WriteTurns::BusyHandler as u8 {
+        return None;
+    }
+    let started = Instant::now();
+    let background = BACKGROUND.try_with(|_| ()).is_ok();
+    let turn = if background {
+        if turns == WriteTurns::RequestsFirst as u8 {
+            endpoint.let_requests_go_first().await;
+        }
+        endpoint.writers.lock().await
+    } else {
+        let _waiting = RequestWaiting::new(endpoint);
+        endpoint.writers.lock().await
+    };
+    metrics::histogram!("db_write_turn_wait_seconds", "by" => if background { "background" } else { "request" })
+        .record(started.elapsed().as_secs_f64());
+    Some(turn)
+}
+
+/// How long one background write waits for requests to finish writing before
+/// it queues with them (so jobs are never starved).
+pub const BACKGROUND_YIELD: Duration = Duration::from_millis(50);
+
+tokio::task_local! {
+    static BACKGROUND: ();
+}
+
+/// Runs `work` as background work: its SQLite writes let requests go first
+/// (see [`write_turn`]).
+pub async fn in_background<F: Future>(work: F) -> F::Output {
+    BACKGROUND.scope((), work).await
+}
+
+impl Endpoint {
+    async fn let_requests_go_first(&self) {
+        let deadline = tokio::time::Instant::now() + BACKGROUND_YIELD;
+        loop {
+            // Registered before the check: a wake-up between the two is kept.
+            let served = self.requests_served.notified();
+            if self.requests_waiting.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, served).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Counts a request waiting for the writers' turn while it lives (also when
+/// the request is cancelled while waiting).
+struct RequestWaiting<'a>(&'a Endpoint);
+
+impl<'a> RequestWaiting<'a> {
+    fn new(endpoint: &'a Endpoint) -> Self {
+        endpoint.requests_waiting.fetch_add(1, Ordering::SeqCst);
+        Self(endpoint)
+    }
+}
+
+impl Drop for RequestWaiting<'_> {
+    fn drop(&mut self) {
+        if self.0.requests_waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.requests_served.notify_waiters();
+        }
+    }
+}
+
+/// `with_conn!` for a body that writes: on SQLite it first waits for the
+/// writers' turn ([`write_turn`]), then borrows a connection.
+#[macro_export]
+macro_rules! with_write_conn {
+    ($db:expr, $conn:ident => $body:expr) => {{
+        let _write_turn = $crate::store::write_turn($db).await;
+        $crate::with_conn!($db, $conn => $body)
+    }};
 }
 
 /// Runs `$body` with `$conn` bound to a pooled connection of whichever backend
@@ -169,6 +294,14 @@ impl Db {
             Self::Sqlite(pool, _) => sqlx::migrate!("../../migrations/sqlite").run(pool).await,
         }
         .context("applying database migrations")
+    }
+
+    /// How SQLite's writers take turns (see [`write_turn`]); no effect on
+    /// PostgreSQL.
+    pub fn set_write_turns(&self, turns: WriteTurns) {
+        if let Self::Sqlite(_, endpoint) = self {
+            endpoint.turns.store(turns as u8, Ordering::Relaxed);
+        }
     }
 
     /// A cheap round trip, for readiness.

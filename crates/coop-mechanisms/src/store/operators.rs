@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::Db;
 use super::accounts::ResetOutcome;
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 use coop_domain::clock::now_ms;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -60,7 +60,7 @@ pub async fn add(
     expires_at: i64,
 ) -> Result<Added, sqlx::Error> {
     let now = now_ms();
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let members: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE email = $1")
             .bind(email)
@@ -112,7 +112,7 @@ pub async fn redeem_link(
     password_hash: &str,
 ) -> Result<ResetOutcome, sqlx::Error> {
     let now = now_ms();
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         let row: Option<(Uuid, i64, Option<i64>)> = sqlx::query_as(
             "SELECT operator_id, expires_at, used_at FROM operator_password_links \

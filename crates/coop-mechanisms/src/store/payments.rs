@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::Db;
 use super::idempotency::{self, Claim};
 use super::jobs::NewJob;
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 use coop_domain::clock::now_ms;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -38,7 +38,7 @@ pub async fn create(
     job: &NewJob,
     claim: Option<&Claim>,
 ) -> Result<bool, sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let mut tx = sqlx::Connection::begin_with(&mut *conn, super::begin_write(db)).await?;
         if let Some(claim) = claim
             && !crate::record_idempotent_work!(tx, claim, &idempotency::resource(&[payment.id]))?
@@ -106,7 +106,7 @@ pub async fn settle(
     provider_charge_id: Option<&str>,
     failure_reason: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         let done = sqlx::query(
             "UPDATE payments SET state = $2, provider_charge_id = $3, failure_reason = $4, updated_at = $5 \
              WHERE id = $1 AND state = 'pending'",

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::Db;
-use crate::with_conn;
+use crate::{with_conn, with_write_conn};
 use coop_domain::clock::now_s as unix_now;
 
 pub async fn put(
@@ -15,7 +15,7 @@ pub async fn put(
 ) -> Result<(), sqlx::Error> {
     const SQL: &str =
         "INSERT INTO sessions (token_hash, user_id, data, expires_at) VALUES ($1, $2, $3, $4)";
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         // Expired rows are swept as new ones arrive, so the table stays small
         // without a separate janitor.
         sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
@@ -51,7 +51,7 @@ pub async fn touch(
     data: &str,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query("UPDATE sessions SET data = $2, expires_at = $3 WHERE token_hash = $1")
             .bind(token_hash)
             .bind(data)
@@ -63,7 +63,7 @@ pub async fn touch(
 }
 
 pub async fn delete(db: &Db, token_hash: &str) -> Result<(), sqlx::Error> {
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
             .execute(&mut *conn)
@@ -81,7 +81,7 @@ pub async fn delete_for_user(
 ) -> Result<Vec<String>, sqlx::Error> {
     const SQL: &str =
         "DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2 RETURNING token_hash";
-    with_conn!(db, conn => {
+    with_write_conn!(db, conn => {
         sqlx::query_scalar::<_, String>(SQL)
             .bind(user_id)
             .bind(keep.unwrap_or(""))
