@@ -75,15 +75,16 @@ impl Application {
         }
         let data = Data::new(db.clone(), replicas.clone(), cache.clone());
 
-        let listener = TcpListener::bind(config.http.listen)
-            .await
+        let backlog = config.http.listen_backlog;
+        let (listener, applied_backlog) = crate::http::listener::bind(config.http.listen, backlog)
             .with_context(|| format!("could not listen on {} (COOP_LISTEN)", config.http.listen))?;
         let address = listener.local_addr()?;
+        tracing::debug!(%address, backlog = applied_backlog, "listening");
         let metrics_listener = match config.http.metrics_listen {
             Some(at) => Some(
-                TcpListener::bind(at)
-                    .await
-                    .with_context(|| format!("could not listen on {at} (COOP_METRICS_LISTEN)"))?,
+                crate::http::listener::bind(at, backlog)
+                    .with_context(|| format!("could not listen on {at} (COOP_METRICS_LISTEN)"))?
+                    .0,
             ),
             None => None,
         };
