@@ -222,6 +222,7 @@ impl HttpSettings {
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections as usize,
+            park_idle: true,
         }
     }
 }

@@ -23,6 +23,10 @@ pub struct TestKnobs {
     /// write" (`COOP_READ_YOUR_WRITES=sticky`), to measure the WAL-position
     /// routing against the common simpler rule.
     pub sticky_reads: bool,
+    /// Keep hyper's buffers on idle keep-alive connections instead of parking
+    /// them (`COOP_KEEP_IDLE_BUFFERS`), to measure what parking saves
+    /// (issue 19; see `http::serve`).
+    pub keep_idle_buffers: bool,
 }
 
 impl TestKnobs {
@@ -52,6 +56,10 @@ impl TestKnobs {
                 .transpose()?
                 .unwrap_or(false),
             sticky_reads,
+            keep_idle_buffers: var("COOP_KEEP_IDLE_BUFFERS")
+                .map(|v| parse_bool(&v).map_err(|e| format!("COOP_KEEP_IDLE_BUFFERS: {e}")))
+                .transpose()?
+                .unwrap_or(false),
         })
     }
 }

@@ -279,8 +279,11 @@ impl Application {
             }))
         });
 
-        let server =
-            crate::http::serve::serve(listener, router, state.http.connection_limits(), graceful);
+        let limits = crate::http::serve::ConnectionLimits {
+            park_idle: !state.knobs.keep_idle_buffers,
+            ..state.http.connection_limits()
+        };
+        let server = crate::http::serve::serve(listener, router, limits, graceful);
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(drain_delay + shutdown_timeout).await;
