@@ -357,7 +357,7 @@ run_users() {
             tree_root=$NGINX_PID
             state="$OUT_DIR/state-embedded.json"
             # A static file answers GETs only, and has no sessions to sign in.
-            loadgen_args=(--write-share 0 --coordinators 0)
+            loadgen_args=(--static-target)
             ;;
         embedded)
             data_dir=$(mktemp -d /tmp/coop-users-data.XXXXXX)
@@ -634,7 +634,7 @@ PY
     echo "waits, and that wait counts). Families: home page 25 %, catalog 35 % (half of them one weekday),"
     echo "their record 20 %, their enrollments 20 %; of all their requests $WRITE_SHARE enroll a child or drop"
     echo "it. Coordinators: the family list 70 %, a family 30 %. nginx answers every GET with a"
-    echo "${NGINX_FILE_BYTES:-~270}-byte file (no writes, no coordinators). Medians of $ROUNDS round(s)."
+    echo "${NGINX_FILE_BYTES:-~270}-byte file (the same users and paths; no sign-in, no writes). Medians of $ROUNDS round(s)."
     echo
     cat "$SCRATCH/tables.md"
     echo

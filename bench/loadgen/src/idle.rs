@@ -5,8 +5,11 @@
 //! buffers have been used once; without it the connections never send a
 //! byte.
 //!
-//! Prints `ready N` on stdout once all N are open (and answered), then holds
-//! them for `--hold` seconds or until stdin closes.
+//! Prints `ready N` on stdout once all N are open (and answered), and how
+//! long opening them took (`open_ms p50 … p99 … max … over_1s N`: with
+//! `--concurrency` as large as `--connections`, a burst, the connections
+//! whose SYN the server's full accept queue dropped take a second or more),
+//! then holds them for `--hold` seconds or until stdin closes.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -66,7 +69,10 @@ async fn read_answer(stream: &mut TcpStream) -> Result<u16> {
     }
 }
 
-async fn open(address: String, request: Option<String>) -> Result<TcpStream> {
+/// Opens one connection (and makes its request): the stream, and how long
+/// that took in microseconds.
+async fn open(address: String, request: Option<String>) -> Result<(TcpStream, u64)> {
+    let started = std::time::Instant::now();
     let mut stream = TcpStream::connect(&address).await?;
     stream.set_nodelay(true)?;
     if let Some(path) = request {
@@ -77,13 +83,14 @@ async fn open(address: String, request: Option<String>) -> Result<TcpStream> {
             return fail(format!("GET {path}: {status}"));
         }
     }
-    Ok(stream)
+    Ok((stream, started.elapsed().as_micros() as u64))
 }
 
 pub async fn idle(args: IdleArgs) -> Result<ExitCode> {
     let base = check_loopback(&args.base)?;
     let address = base.trim_start_matches("http://").to_owned();
     let mut held = Vec::with_capacity(args.connections);
+    let mut took = Vec::with_capacity(args.connections);
     let mut pending = tokio::task::JoinSet::new();
     let mut next = 0;
     while held.len() < args.connections {
@@ -92,11 +99,28 @@ pub async fn idle(args: IdleArgs) -> Result<ExitCode> {
             next += 1;
         }
         match pending.join_next().await {
-            Some(done) => held.push(done??),
+            Some(done) => {
+                let (stream, micros) = done??;
+                held.push(stream);
+                took.push(micros);
+            }
             None => break,
         }
     }
     println!("ready {}", held.len());
+    // Time to open each connection (and answer its request): a SYN the
+    // server's full accept queue dropped shows as a second or more.
+    took.sort_unstable();
+    let at =
+        |q: f64| took.get(((took.len() as f64 * q) as usize).min(took.len().saturating_sub(1)));
+    let ms = |v: Option<&u64>| v.map_or(0.0, |&us| us as f64 / 1000.0);
+    println!(
+        "open_ms p50 {:.1} p99 {:.1} max {:.1} over_1s {}",
+        ms(at(0.5)),
+        ms(at(0.99)),
+        ms(took.last()),
+        took.iter().filter(|&&us| us >= 1_000_000).count()
+    );
     let stdin_closed = async {
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         while let Ok(Some(_)) = lines.next_line().await {}

@@ -74,6 +74,10 @@ pub struct UsersArgs {
     /// Share of a family's requests that enroll a child or drop it again.
     #[arg(long, default_value_t = 0.05)]
     write_share: f64,
+    /// The target is not Coop (nginx serving a static file, the ceiling):
+    /// coordinators do not sign in, and nobody writes.
+    #[arg(long)]
+    static_target: bool,
     /// Per-request timeout, seconds (counted as an error; the user reconnects).
     #[arg(long, default_value_t = 10)]
     timeout: u64,
@@ -528,7 +532,17 @@ pub async fn users(args: UsersArgs) -> Result<ExitCode> {
     let email = state["coordinator_email"].as_str().unwrap_or_default();
     let api = Api::new(&base, 4, Duration::from_secs(60))?;
     let mut logins = tokio::task::JoinSet::new();
-    for _ in 0..coordinators {
+    if args.static_target {
+        for _ in 0..coordinators {
+            users.push(User {
+                cookie: format!("{}=static-target", crate::http::SESSION_COOKIE),
+                role: Role::Coordinator {
+                    families: family_ids.clone(),
+                },
+            });
+        }
+    }
+    for _ in 0..if args.static_target { 0 } else { coordinators } {
         let api = api.clone();
         let body = json!({"email": email, "password": COORDINATOR_PASSWORD});
         logins.spawn(async move { api.post("/api/v1/auth/login", None, &body).await });
@@ -546,7 +560,11 @@ pub async fn users(args: UsersArgs) -> Result<ExitCode> {
         host,
         semester,
         classes,
-        write_share: args.write_share,
+        write_share: if args.static_target {
+            0.0
+        } else {
+            args.write_share
+        },
         timeout: Duration::from_secs(args.timeout),
         stats: Kind::ALL.iter().map(|_| Mutex::new(Stats::new())).collect(),
         connects: Mutex::new(histogram()),
