@@ -23,11 +23,11 @@
 //!
 //! **Idle connections hold no buffers.** hyper gives every HTTP/1 connection
 //! an 8 KiB read buffer and an 8 KiB write buffer for as long as it serves
-//! it, idle or not; with 10,000 users each on a keep-alive connection, that
-//! and the rest of hyper's state came to about 58 KB per connection, mostly
-//! waiting. Like nginx, which frees an idle keep-alive connection's buffers,
-//! a connection quiet for `PARK_AFTER` (no request running, no byte moving,
-//! no request head begun) is *parked*: hyper finishes with it
+//! it, idle or not: 21 KB per idle keep-alive connection at 10,000 of them
+//! (bench/users.sh, issue 19), 5 KB once parked. Like nginx, which frees an
+//! idle keep-alive connection's buffers, a connection quiet for `PARK_AFTER`
+//! (no request running, no byte moving, no request head begun) is *parked*:
+//! hyper finishes with it
 //! (`graceful_shutdown` + `poll_without_shutdown`, which hand the socket back
 //! without closing it, with any bytes read ahead) and the task waits for the
 //! socket to become readable holding only the socket and a few words of
