@@ -269,7 +269,8 @@ wait_quiet() {
 
 # ------------------------------------------------------------------ nginx ----
 # start_nginx LOGFILE: nginx serving a small static JSON file (shaped like a
-# family) for every path, on a free port of 127.0.0.1, with 2 workers. Sets
+# family) for every path, on a free port of 127.0.0.1, with 2 workers of
+# NGINX_WORKER_CONNECTIONS (default 1024) connections each. Sets
 # NGINX_PORT, NGINX_PID and NGINX_FILE_BYTES; the pid goes into PIDS and the
 # folder into TMP_DIRS. Returns non-zero if it does not answer within 60 s.
 start_nginx() {
@@ -290,7 +291,8 @@ worker_processes 2;
 daemon off;
 pid $dir/nginx.pid;
 error_log $dir/logs/error.log warn;
-events { worker_connections 1024; }
+worker_rlimit_nofile $((${NGINX_WORKER_CONNECTIONS:-1024} * 2 + 64));
+events { worker_connections ${NGINX_WORKER_CONNECTIONS:-1024}; }
 http {
     access_log off;
     default_type application/json;
@@ -306,7 +308,9 @@ http {
     uwsgi_temp_path $dir/tmp_uwsgi;
     scgi_temp_path $dir/tmp_scgi;
     server {
-        listen 127.0.0.1:$port;
+        # nginx's default backlog is 511: too few for thousands of users
+        # connecting at once (bench/users.sh); Coop's is 4,096 too.
+        listen 127.0.0.1:$port backlog=4096;
         root $dir/www;
         # Every path (the wrk script asks for /api/v1/families/<id>) gets the file.
         location / { try_files /family.json =404; }

@@ -222,6 +222,6 @@ section="$SCRATCH/section.md"
     echo "Errors (socket errors and non-2xx) over every Coop run: $all_errors. Each round's lines: bench/out/writes/."
 } >"$section"
 cat "$section" >&2
-results_put_section "$RESULTS" writes.sh "$section"
+results_put_section "$RESULTS" bench/writes.sh "$section"
 log "results written to ${RESULTS#"$REPO_DIR"/}"
 ((all_errors == 0)) || die "$all_errors errors in the Coop runs"

@@ -17,6 +17,8 @@ both_tiers!(
     a_connection_trickling_its_headers_is_closed,
     an_idle_keep_alive_connection_is_closed,
     connections_past_the_cap_wait_for_a_free_slot,
+    a_burst_of_connections_waits_in_the_backlog_not_in_syn_retries,
+    a_parked_keep_alive_connection_serves_its_next_requests,
     metrics_are_served_only_where_the_operator_asks,
     every_answer_carries_security_headers,
 );
@@ -144,6 +146,40 @@ async fn read_response(stream: &mut TcpStream) -> String {
     }
 }
 
+/// Reads `count` responses with Content-Length bodies (which may arrive in
+/// one read); returns their heads.
+async fn read_responses(stream: &mut TcpStream, count: usize) -> Vec<String> {
+    let mut data = Vec::new();
+    let mut heads = Vec::new();
+    let mut buf = [0u8; 4096];
+    while heads.len() < count {
+        let text = String::from_utf8_lossy(&data).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = text[..end].to_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .map_or(0, |v| v.parse().unwrap());
+            if data.len() >= end + 4 + length {
+                data.drain(..end + 4 + length);
+                heads.push(head);
+                continue;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("a response within 10 s")
+            .expect("read");
+        assert!(n > 0, "closed after {} responses", heads.len());
+        data.extend_from_slice(&buf[..n]);
+    }
+    heads
+}
+
 /// Issue 15, finding 7: a client sending its headers a byte at a time was
 /// served after 65 s; now the head must be complete within
 /// COOP_HEADER_READ_TIMEOUT however steadily the bytes come.
@@ -250,6 +286,104 @@ async fn connections_past_the_cap_wait_for_a_free_slot(tier: Tier) {
     drop(first);
     let head = read_response(&mut third).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+/// Issue 19: a keep-alive connection quiet for a moment gives hyper's
+/// buffers back (it is parked) and gets them again with its next request.
+/// Whatever arrives after a pause (a request in pieces, two requests in one
+/// packet) must be served on the same connection, never with
+/// `Connection: close`.
+async fn a_parked_keep_alive_connection_serves_its_next_requests(tier: Tier) {
+    let app = crate::support::spawn_app(tier).await;
+    let mut stream = connect(&app).await;
+    let request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut heads = Vec::new();
+    stream.write_all(request).await.unwrap();
+    heads.push(read_response(&mut stream).await);
+    // Longer than the quiet time before parking (25 ms).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.write_all(request).await.unwrap();
+    heads.push(read_response(&mut stream).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A request in two pieces, the second after the parking delay.
+    stream.write_all(&request[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.write_all(&request[10..]).await.unwrap();
+    heads.push(read_response(&mut stream).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Two requests in one write (pipelined): two answers, in order.
+    let mut two = request.to_vec();
+    two.extend_from_slice(b"GET /api/v1/nothing-here HTTP/1.1\r\nHost: x\r\n\r\n");
+    stream.write_all(&two).await.unwrap();
+    let both = read_responses(&mut stream, 2).await;
+    heads.push(both[0].clone());
+    let last = both[1].clone();
+    assert!(last.starts_with("HTTP/1.1 404"), "{last}");
+    for head in &heads {
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    for head in heads.iter().chain([&last]) {
+        assert!(
+            !head.to_ascii_lowercase().contains("connection: close"),
+            "{head}"
+        );
+    }
+    // Still open, and still serving.
+    stream.write_all(request).await.unwrap();
+    let head = read_response(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+/// Issue 19: tokio's `TcpListener::bind` listens with a backlog of 1,024, so
+/// 10,000 users connecting at once had SYNs dropped and retried after 1 s.
+/// With the server taking no connection (its one slot is held), every
+/// connection the kernel completes waits in the accept queue: all 2,000 of a
+/// burst must be completed, which a backlog of 1,024 cannot do (the rest
+/// would hang in SYN retries until the timeout).
+async fn a_burst_of_connections_waits_in_the_backlog_not_in_syn_retries(tier: Tier) {
+    const BURST: usize = 2000;
+    let app = spawn_app_on(
+        Backing::new(tier).await,
+        &["--max-connections", "1", "--header-read-timeout", "60s"],
+    )
+    .await;
+    // The one slot, taken by a connection that has been served.
+    let mut first = connect(&app).await;
+    first
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_response(&mut first).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    let address = app.address.strip_prefix("http://").unwrap().to_owned();
+    let attempts = (0..BURST).map(|_| {
+        let address = address.clone();
+        tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(address)).await
+        })
+    });
+    let mut held = Vec::new();
+    for attempt in attempts.collect::<Vec<_>>() {
+        if let Ok(Ok(stream)) = attempt.await.unwrap() {
+            held.push(stream);
+        }
+    }
+    // The kernel keeps backlog + 1 completed connections; it caps the backlog
+    // at net.core.somaxconn (4,096 by default since Linux 5.4).
+    let backlog = coop_web::http::listener::effective_backlog(
+        coop_web::http::listener::DEFAULT_BACKLOG,
+        coop_web::http::listener::somaxconn(),
+    ) as usize;
+    let expected = BURST.min(backlog + 1);
+    assert!(
+        held.len() >= expected,
+        "{} of {BURST} connections completed; the backlog should hold {expected} (net.core.somaxconn: {:?})",
+        held.len(),
+        coop_web::http::listener::somaxconn()
+    );
+    drop(held);
+    drop(first);
 }
 
 /// Issue 15, finding 8: `/metrics` was public. Now it is served on the main

@@ -16,12 +16,20 @@
 //! from that time, not from when it could actually be sent, so a slow server
 //! cannot hide its queueing (no coordinated omission).
 //!
+//!     coop-loadgen users --base http://127.0.0.1:PORT --state state.json --users 10000 --duration 20
+//!
+//! `users` is a normal day rather than registration opening: N people at once,
+//! each with its own session and keep-alive connection, one request per
+//! think time (bench/users.sh, issue 19).
+//!
 //! Only 127.0.0.1 is ever contacted; runs are bounded in requests and time.
 
 mod http;
+mod idle;
 mod run;
 mod seed;
 mod smtp;
+mod users;
 mod util;
 
 use std::process::ExitCode;
@@ -31,7 +39,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "coop-loadgen",
-    about = "Open-loop load for the enrollment-day benchmark"
+    about = "Open-loop load for the enrollment-day and concurrent-users benchmarks"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,6 +52,10 @@ enum Command {
     Seed(seed::SeedArgs),
     /// Drive registration day open-loop against a seeded Coop.
     Run(run::RunArgs),
+    /// N users at once, each with its own session and connection, open-loop.
+    Users(users::UsersArgs),
+    /// Open N keep-alive connections and hold them (server memory per connection).
+    Idle(idle::IdleArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +63,8 @@ fn main() -> ExitCode {
     let threads = match &cli.command {
         Command::Seed(_) => 2,
         Command::Run(args) => args.threads.max(1),
+        Command::Users(args) => args.threads.max(1),
+        Command::Idle(_) => 1,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -67,6 +81,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Seed(args) => seed::seed(args).await,
             Command::Run(args) => run::run(args).await,
+            Command::Users(args) => users::users(args).await,
+            Command::Idle(args) => idle::idle(args).await,
         }
     });
     match result {

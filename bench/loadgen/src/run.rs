@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::http::Api;
 use crate::seed::WEEKDAYS;
-use crate::util::{Result, Rng, fail};
+use crate::util::{Result, Rng, fail, own_cpu_ticks};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -314,25 +314,6 @@ impl Shared {
             taken.push(class);
         }
     }
-}
-
-/// This process's CPU time so far (user + system), in clock ticks, from
-/// /proc/self/stat; 0 where that cannot be read.
-fn own_cpu_ticks() -> u64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            let fields: Vec<u64> = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            (fields.len() == 2).then(|| fields[0] + fields[1])
-        })
-        .unwrap_or(0)
 }
 
 fn parse_catalog(catalog: &Value) -> Vec<Class> {

@@ -18,6 +18,8 @@ use crate::util::{Result, date, fail, rfc3339, unix_now};
 
 pub const WEEKDAYS: [&str; 5] = ["monday", "tuesday", "wednesday", "thursday", "friday"];
 const FAMILY_PASSWORD: &str = "family password 1";
+/// The seeded coordinator's password (`users` signs coordinators in with it).
+pub const COORDINATOR_PASSWORD: &str = "bench coordinator password";
 
 #[derive(Args)]
 pub struct SeedArgs {
@@ -133,7 +135,7 @@ pub async fn seed(args: SeedArgs) -> Result<ExitCode> {
         crate::util::Rng::new(unix_now() as u64).next_u64() as u32
     );
     let coordinator_email = format!("coordinator-{run}@example.org");
-    let password = "bench coordinator password";
+    let password = COORDINATOR_PASSWORD;
     let created = api
         .post(
             "/api/v1/coops",

@@ -108,6 +108,15 @@ pub struct HttpSettings {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
+    /// The listen backlog: connections the kernel holds for Coop to accept.
+    /// Too small, and a burst of new connections (thousands of users at once)
+    /// has SYNs dropped and retried after 1 s. Capped by the kernel at
+    /// `net.core.somaxconn` (a warning at start says so).
+    #[arg(long = "listen-backlog", env = "COOP_LISTEN_BACKLOG",
+          value_name = "COOP_LISTEN_BACKLOG", default_value_t = crate::http::listener::DEFAULT_BACKLOG,
+          value_parser = clap::value_parser!(u32).range(1..=65_535))]
+    pub listen_backlog: u32,
+
     /// Also serve `/metrics` on this separate address, for Prometheus: keep
     /// it private (loopback, or a port only the scraper reaches). Without it
     /// and without COOP_METRICS_TOKEN, `/metrics` answers 404.
@@ -213,6 +222,7 @@ impl HttpSettings {
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections as usize,
+            park_idle: true,
         }
     }
 }

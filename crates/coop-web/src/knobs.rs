@@ -28,6 +28,10 @@ pub struct TestKnobs {
     /// `requests-first`, the default; `fifo`; `busy`, SQLite's busy handler
     /// alone), to measure what the turns give.
     pub sqlite_writers: WriteTurns,
+    /// Keep hyper's buffers on idle keep-alive connections instead of parking
+    /// them (`COOP_KEEP_IDLE_BUFFERS`), to measure what parking saves
+    /// (issue 19; see `http::serve`).
+    pub keep_idle_buffers: bool,
 }
 
 impl TestKnobs {
@@ -68,6 +72,10 @@ impl TestKnobs {
                 .unwrap_or(false),
             sticky_reads,
             sqlite_writers,
+            keep_idle_buffers: var("COOP_KEEP_IDLE_BUFFERS")
+                .map(|v| parse_bool(&v).map_err(|e| format!("COOP_KEEP_IDLE_BUFFERS: {e}")))
+                .transpose()?
+                .unwrap_or(false),
         })
     }
 }

@@ -76,15 +76,16 @@ impl Application {
         }
         let data = Data::new(db.clone(), replicas.clone(), cache.clone());
 
-        let listener = TcpListener::bind(config.http.listen)
-            .await
+        let backlog = config.http.listen_backlog;
+        let (listener, applied_backlog) = crate::http::listener::bind(config.http.listen, backlog)
             .with_context(|| format!("could not listen on {} (COOP_LISTEN)", config.http.listen))?;
         let address = listener.local_addr()?;
+        tracing::debug!(%address, backlog = applied_backlog, "listening");
         let metrics_listener = match config.http.metrics_listen {
             Some(at) => Some(
-                TcpListener::bind(at)
-                    .await
-                    .with_context(|| format!("could not listen on {at} (COOP_METRICS_LISTEN)"))?,
+                crate::http::listener::bind(at, backlog)
+                    .with_context(|| format!("could not listen on {at} (COOP_METRICS_LISTEN)"))?
+                    .0,
             ),
             None => None,
         };
@@ -279,8 +280,11 @@ impl Application {
             }))
         });
 
-        let server =
-            crate::http::serve::serve(listener, router, state.http.connection_limits(), graceful);
+        let limits = crate::http::serve::ConnectionLimits {
+            park_idle: !state.knobs.keep_idle_buffers,
+            ..state.http.connection_limits()
+        };
+        let server = crate::http::serve::serve(listener, router, limits, graceful);
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(drain_delay + shutdown_timeout).await;

@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod fallback;
 pub mod idempotency;
 pub mod json;
+pub mod listener;
 pub mod metrics;
 pub mod rate_limit;
 pub mod read_after;

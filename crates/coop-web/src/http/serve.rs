@@ -20,6 +20,24 @@
 //! small state per connection, updated as bytes move and requests start and
 //! end, covers both phases. A running request is bounded by
 //! `COOP_REQUEST_TIMEOUT` instead (see `timeout`).
+//!
+//! **Idle connections hold no buffers.** hyper gives every HTTP/1 connection
+//! an 8 KiB read buffer and an 8 KiB write buffer for as long as it serves
+//! it, idle or not: 21 KB per idle keep-alive connection at 10,000 of them
+//! (bench/users.sh, issue 19), 5 KB once parked. Like nginx, which frees an
+//! idle keep-alive connection's buffers, a connection quiet for `PARK_AFTER`
+//! (no request running, no byte moving, no request head begun) is *parked*:
+//! hyper finishes with it
+//! (`graceful_shutdown` + `poll_without_shutdown`, which hand the socket back
+//! without closing it, with any bytes read ahead) and the task waits for the
+//! socket to become readable holding only the socket and a few words of
+//! state; the next request gets a fresh hyper connection. hyper's buffer
+//! sizes cannot go below 8 KiB (`max_buf_size` has that floor), so smaller
+//! buffers were not an option. Parking only ever happens after a response's
+//! head is written, so it never adds `Connection: close` to a response.
+//!
+//! HTTP/2 with prior knowledge (a connection opening with `PRI `) is served
+//! by hyper's HTTP/2 connection as before, without parking.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,9 +49,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -47,6 +65,9 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Park idle keep-alive connections (always, but for a benchmark's
+    /// comparison: the `COOP_KEEP_IDLE_BUFFERS` knob).
+    pub park_idle: bool,
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves; then stops
@@ -112,6 +133,16 @@ async fn handle_accept_error(err: std::io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
+/// How long a keep-alive connection stays quiet before it is parked (see the
+/// module's doc): long enough that a client sending requests back to back
+/// (a proxy's upstream connection, a benchmark) keeps its hyper connection,
+/// short next to a person's think time between two requests.
+const PARK_AFTER: Duration = Duration::from_millis(25);
+
+/// What an HTTP/2 connection with prior knowledge starts with (RFC 9113 §3.4):
+/// no HTTP/1 method is called `PRI`.
+const HTTP2_PREFACE_START: &[u8; 4] = b"PRI ";
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -123,25 +154,153 @@ async fn serve_connection(
     let open = metrics::gauge!("http_connections_open");
     open.increment(1.0);
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Watched {
-        inner: stream,
+    let handler = Handler {
+        router,
+        peer,
         activity: activity.clone(),
-    });
-    let requests = activity.clone();
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        let running = requests.request_started();
-        // What `into_make_service_with_connect_info` would add: the peer,
-        // for the rate limits' client address.
-        request.extensions_mut().insert(ConnectInfo(peer));
-        let router = router.clone();
-        async move {
-            let response = router.oneshot(request).await;
-            drop(running);
-            response
+    };
+    let mut io = Watched {
+        inner: stream,
+        unread: Bytes::new(),
+        activity: activity.clone(),
+    };
+    let mut first = true;
+    loop {
+        // Parked: until a byte arrives, holding no buffers.
+        if io.unread.is_empty() {
+            let ready = guarded(io.inner.readable(), &activity, limits, &mut stop, peer).await;
+            if !matches!(ready, Some(Ok(()))) {
+                break;
+            }
         }
-    });
-    let builder = Builder::new(TokioExecutor::new());
-    let connection = builder.serve_connection(io, service);
+        if std::mem::take(&mut first) {
+            match guarded(speaks_http2(&io.inner), &activity, limits, &mut stop, peer).await {
+                Some(Ok(true)) => {
+                    serve_http2(io, handler, limits, stop, peer).await;
+                    break;
+                }
+                Some(Ok(false)) => {}
+                Some(Err(_)) | None => break,
+            }
+        }
+        match serve_http1(io, &handler, limits, &mut stop, peer).await {
+            Some(parked) => io = parked,
+            None => break,
+        }
+    }
+    open.decrement(1.0);
+}
+
+/// Whether the client opened with HTTP/2's preface (it sent nothing else yet:
+/// this only peeks).
+async fn speaks_http2(stream: &TcpStream) -> std::io::Result<bool> {
+    let mut start = [0u8; 4];
+    loop {
+        let n = stream.peek(&mut start).await?;
+        if n == 0 || start[..n] != HTTP2_PREFACE_START[..n] {
+            return Ok(false);
+        }
+        if n == start.len() {
+            return Ok(true);
+        }
+        // A client trickling its first bytes (the header timeout bounds it).
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `work`, unless the server stops or the connection breaks a limit first
+/// (then None, and the connection is to be closed: nothing is running).
+async fn guarded<T>(
+    work: impl Future<Output = T>,
+    activity: &Activity,
+    limits: ConnectionLimits,
+    stop: &mut watch::Receiver<bool>,
+    peer: SocketAddr,
+) -> Option<T> {
+    tokio::select! {
+        done = work => Some(done),
+        _ = stop.wait_for(|stop| *stop) => None,
+        reason = activity.expired(limits) => {
+            timed_out(peer, reason);
+            None
+        }
+    }
+}
+
+fn timed_out(peer: SocketAddr, reason: &'static str) {
+    // Dropping the connection closes the socket; no request is running.
+    metrics::counter!("http_connections_timed_out_total", "reason" => reason).increment(1);
+    tracing::debug!(%peer, reason, "closing connection");
+}
+
+/// Serves HTTP/1.1 requests until the connection ends (None) or has been
+/// quiet for `PARK_AFTER`: then hyper's state is dropped and the socket comes
+/// back, with whatever hyper had read past its last request.
+async fn serve_http1(
+    io: Watched,
+    handler: &Handler,
+    limits: ConnectionLimits,
+    stop: &mut watch::Receiver<bool>,
+    peer: SocketAddr,
+) -> Option<Watched> {
+    let activity = handler.activity.clone();
+    // Boxed, so a parked connection's task does not keep room for it.
+    let mut connection =
+        Box::new(http1::Builder::new().serve_connection(TokioIo::new(io), handler.clone()));
+    let mut parking = false;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            result = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => {
+                if let Err(err) = result {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                    return None;
+                }
+                // Finished without being asked to: the client closed it, or
+                // hyper did (an HTTP/1.0 client, a `Connection: close`).
+                if !parking || stopping {
+                    return None;
+                }
+                let parts = connection.into_parts();
+                let mut io = parts.io.into_inner();
+                // A view of hyper's read buffer, even an empty one, keeps
+                // all 8 KiB of it alive: keep a copy of the bytes alone.
+                io.unread = if parts.read_buf.is_empty() {
+                    Bytes::new()
+                } else {
+                    Bytes::copy_from_slice(&parts.read_buf)
+                };
+                return Some(io);
+            }
+            _ = stop.wait_for(|stop| *stop), if !stopping => {
+                // The running request finishes; an idle connection closes.
+                stopping = true;
+                std::pin::Pin::new(&mut *connection).graceful_shutdown();
+            }
+            () = activity.quiet_for(PARK_AFTER), if !parking && limits.park_idle => {
+                parking = true;
+                std::pin::Pin::new(&mut *connection).graceful_shutdown();
+            }
+            reason = activity.expired(limits) => {
+                timed_out(peer, reason);
+                return None;
+            }
+        }
+    }
+}
+
+/// An HTTP/2 connection, served until it ends (never parked: one connection
+/// carries many streams, and browsers do not send HTTP/2 in clear text).
+async fn serve_http2(
+    io: Watched,
+    handler: Handler,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+) {
+    let activity = handler.activity.clone();
+    let connection =
+        http2::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(io), handler);
     let mut connection = std::pin::pin!(connection);
     let mut stopping = false;
     loop {
@@ -157,15 +316,44 @@ async fn serve_connection(
                 connection.as_mut().graceful_shutdown();
             }
             reason = activity.expired(limits) => {
-                // Dropping the connection closes the socket; no request is running.
-                metrics::counter!("http_connections_timed_out_total", "reason" => reason)
-                    .increment(1);
-                tracing::debug!(%peer, reason, "closing connection");
+                timed_out(peer, reason);
                 break;
             }
         }
     }
-    open.decrement(1.0);
+}
+
+/// The router as hyper's service for one connection. Its future is boxed so
+/// hyper's `poll_without_shutdown` (which parking needs) can take it: it asks
+/// for `Unpin` futures.
+#[derive(Clone)]
+struct Handler {
+    router: Router,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+}
+
+type Answer = Pin<
+    Box<dyn Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send>,
+>;
+
+impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = Answer;
+
+    fn call(&self, mut request: hyper::Request<Incoming>) -> Self::Future {
+        let running = self.activity.request_started();
+        // What `into_make_service_with_connect_info` would add: the peer,
+        // for the rate limits' client address.
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let router = self.router.clone();
+        Box::pin(async move {
+            let response = router.oneshot(request).await;
+            drop(running);
+            response
+        })
+    }
 }
 
 /// What the watchdog knows about one connection. Times are milliseconds since
@@ -214,6 +402,27 @@ impl Activity {
         Running(self.clone())
     }
 
+    /// Resolves once the connection is quiet for `quiet`: no request running,
+    /// no request head begun, no byte moved.
+    async fn quiet_for(&self, quiet: Duration) {
+        let quiet = quiet.as_millis() as u64;
+        loop {
+            let busy = self.running.load(Ordering::Acquire) > 0
+                || self.head_started.load(Ordering::Acquire) != 0;
+            let wait = if busy {
+                quiet
+            } else {
+                let until = self.last_io.load(Ordering::Relaxed) + quiet;
+                let now = self.now();
+                if now >= until {
+                    return;
+                }
+                until - now
+            };
+            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+        }
+    }
+
     /// Resolves with the reason once the connection has broken a limit.
     async fn expired(&self, limits: ConnectionLimits) -> &'static str {
         let header = limits.header_read_timeout.as_millis() as u64;
@@ -252,6 +461,9 @@ impl Drop for Running {
 /// The socket, telling `Activity` when bytes move.
 struct Watched {
     inner: TcpStream,
+    /// Bytes hyper had read past its last request when the connection was
+    /// parked: the start of the next request, read before the socket.
+    unread: Bytes,
     activity: Arc<Activity>,
 }
 
@@ -261,6 +473,13 @@ impl AsyncRead for Watched {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.unread.is_empty() {
+            // Already counted by `Activity` when first read.
+            let n = self.unread.len().min(buf.remaining());
+            buf.put_slice(&self.unread[..n]);
+            self.unread = self.unread.slice(n..);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -317,6 +536,7 @@ mod tests {
             header_read_timeout: Duration::from_millis(100),
             idle_timeout: Duration::from_millis(300),
             max_connections: 1,
+            park_idle: true,
         }
     }
 
@@ -339,6 +559,37 @@ mod tests {
         let started = Instant::now();
         assert_eq!(activity.expired(limits()).await, "header_read");
         assert!(started.elapsed() < Duration::from_millis(250));
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_quiet_only_with_no_request_and_no_head_begun() {
+        let activity = Arc::new(Activity::new());
+        // A new connection owes its first head: never quiet before it.
+        let quiet = tokio::time::timeout(
+            Duration::from_millis(200),
+            activity.quiet_for(Duration::from_millis(20)),
+        );
+        assert!(quiet.await.is_err());
+        let running = activity.request_started();
+        let quiet = tokio::time::timeout(
+            Duration::from_millis(200),
+            activity.quiet_for(Duration::from_millis(20)),
+        );
+        assert!(quiet.await.is_err(), "quiet while a request runs");
+        drop(running);
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            activity.quiet_for(Duration::from_millis(20)),
+        )
+        .await
+        .expect("quiet once the request ended");
+        // The first byte of the next head: busy again until that request ends.
+        activity.bytes_read();
+        let quiet = tokio::time::timeout(
+            Duration::from_millis(200),
+            activity.quiet_for(Duration::from_millis(20)),
+        );
+        assert!(quiet.await.is_err(), "quiet with a head begun");
     }
 
     #[tokio::test]
