@@ -7,6 +7,7 @@ pub mod fallback;
 pub mod idempotency;
 pub mod json;
 pub mod metrics;
+pub mod range;
 pub mod rate_limit;
 pub mod read_after;
 pub mod same_origin;
@@ -16,6 +17,7 @@ pub mod serve;
 pub mod shared_responses;
 pub mod timeout;
 pub mod trace;
+pub mod uploads;
 
 /// The session cookie's name over plain HTTP (a laptop on loopback).
 pub const SESSION_COOKIE: &str = "coop_session";
