@@ -115,7 +115,11 @@ impl Seaweed {
         self.child = Some(child);
         // Up when a bucket can be made and written to (the gateway answers
         // before the filer behind it is ready).
-        let probe = format!("{}/coop-probe", self.endpoint());
+        let probe = format!(
+            "{}/coop-probe-{}",
+            self.endpoint(),
+            uuid::Uuid::new_v4().simple()
+        );
         for _ in 0..300 {
             let made = self.http.put(&probe).send().await;
             if made.is_ok_and(|r| r.status().is_success()) {

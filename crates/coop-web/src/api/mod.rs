@@ -95,6 +95,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             // not by the API's 64 KiB body limit.
             OpenApiRouter::new()
                 .routes(routes!(documents::list, documents::upload))
+                .layer(middleware::map_request(crate::http::uploads::pace))
                 .layer(DefaultBodyLimit::disable()),
         )
         .routes(routes!(
