@@ -4,10 +4,10 @@
 //!
 //! Pacing: the multipart parser (multer, under axum's `Multipart`) reads
 //! every chunk the connection has ready before it hands out a piece of a
-//! field, so a client faster than the store fills its buffer without bound
-//! (measured: tens of MiB for one 200 MB upload on loopback). Handing it
-//! one chunk per poll keeps its buffer at about one read of the connection
-//! (hyper's read buffer, at most a few hundred KiB).
+//! field (multer's `StreamBuffer::poll_stream` loops until `Pending`), so a
+//! client faster than the store could fill that buffer without bound.
+//! Handing it one chunk per poll keeps it at about one read of the
+//! connection (measured: pieces of at most ~500 KiB in a 200 MB upload).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
