@@ -990,57 +990,71 @@ mod full {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let app = spawn_process(backing, &env).await;
         let c = login_on(&app).await;
-        // Warm up (pools, first part buffers), then take the baseline.
-        let warm = upload(
-            &app,
-            &c.session,
-            &[("visibility", "coop")],
-            "warm.pdf",
-            pdf(6 * 1024 * 1024, 30),
-        )
-        .await;
-        assert_eq!(warm.status, StatusCode::CREATED, "{}", warm.text);
-        // The peak so far (the warm-up's) is forgotten: VmHWM restarts
-        // from the current RSS (Linux: `5` into clear_refs).
-        std::fs::write(format!("/proc/{}/clear_refs", app.pid()), "5")
-            .expect("reset the peak RSS of coop serve");
-        let baseline = rss_kib(app.pid(), "VmHWM:");
-
-        let (body, sha256) = generated_pdf(SIZE);
-        let form = reqwest::multipart::Form::new()
-            .text("visibility", "coop")
-            .part(
-                "file",
-                reqwest::multipart::Part::stream_with_length(body, SIZE).file_name("big.pdf"),
-            );
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(600))
             .build()
             .unwrap();
-        let made = http
-            .post(format!("{}/api/v1/documents", app.address))
-            .header("cookie", format!("coop_session={}", c.session))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(made.status(), StatusCode::CREATED);
-        let doc: Value = made.json().await.unwrap();
-        assert_eq!(doc["size_bytes"], SIZE);
-        assert_eq!(doc["sha256"], sha256.as_str());
-        let peak = rss_kib(app.pid(), "VmHWM:");
-        let grew_mib = peak.saturating_sub(baseline) as f64 / 1024.0;
-        println!(
-            "{tier:?}: RSS {} MiB before, peak {} MiB after a 200 MB upload (+{grew_mib:.1} MiB)",
-            baseline / 1024,
-            peak / 1024
+        let pid = app.pid();
+        // One 200 MB upload, streamed from a generator; its document and
+        // how much the instance's peak RSS grew during it (the peak is
+        // reset first: Linux's `5` into clear_refs).
+        let big = |name: &'static str| {
+            let http = http.clone();
+            let address = app.address.clone();
+            let session = c.session.clone();
+            async move {
+                std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+                    .expect("reset the peak RSS of coop serve");
+                let baseline = rss_kib(pid, "VmHWM:");
+                let (body, sha256) = generated_pdf(SIZE);
+                let form = reqwest::multipart::Form::new()
+                    .text("visibility", "coop")
+                    .part(
+                        "file",
+                        reqwest::multipart::Part::stream_with_length(body, SIZE).file_name(name),
+                    );
+                let made = http
+                    .post(format!("{address}/api/v1/documents"))
+                    .header("cookie", format!("coop_session={session}"))
+                    .multipart(form)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(made.status(), StatusCode::CREATED);
+                let doc: Value = made.json().await.unwrap();
+                assert_eq!(doc["size_bytes"], SIZE);
+                assert_eq!(doc["sha256"], sha256.as_str());
+                let peak = rss_kib(pid, "VmHWM:");
+                let grew_mib = peak.saturating_sub(baseline) as f64 / 1024.0;
+                println!(
+                    "{tier:?}: {name}: RSS {} MiB before, peak {} MiB (+{grew_mib:.1} MiB)",
+                    baseline / 1024,
+                    peak / 1024
+                );
+                (doc, sha256, grew_mib)
+            }
+        };
+        // The first large upload after start also grows the allocator's
+        // and runtime's pools, which stay (measured: +26 to +43 MiB on this
+        // machine); nothing may grow with the size, so it stays well under
+        // the file's 200 MB.
+        let (_, _, first) = big("first.pdf").await;
+        assert!(
+            first < 64.0,
+            "peak RSS grew by {first:.1} MiB during the first 200 MB upload"
         );
+        // Any further one: less than 32 MiB (the bound).
+        let (doc, sha256, grew_mib) = big("second.pdf").await;
         assert!(
             grew_mib < 32.0,
             "peak RSS grew by {grew_mib:.1} MiB during a 200 MB upload"
         );
 
-        // And back, streamed, hashed as it comes.
+        // And back, streamed, hashed as it comes: the download's own peak
+        // is measured the same way.
+        std::fs::write(format!("/proc/{}/clear_refs", app.pid()), "5")
+            .expect("reset the peak RSS of coop serve");
+        let baseline = rss_kib(app.pid(), "VmHWM:");
         let mut response = http
             .get(format!(
                 "{}{}",
@@ -1062,9 +1076,10 @@ mod full {
         assert_eq!(format!("{:x}", hasher.finalize()), sha256);
         let peak = rss_kib(app.pid(), "VmHWM:");
         let grew_mib = peak.saturating_sub(baseline) as f64 / 1024.0;
+        println!("{tier:?}: peak RSS +{grew_mib:.1} MiB during the download");
         assert!(
             grew_mib < 32.0,
-            "peak RSS grew by {grew_mib:.1} MiB after the download"
+            "peak RSS grew by {grew_mib:.1} MiB during the download"
         );
     }
 

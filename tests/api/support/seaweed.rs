@@ -102,7 +102,7 @@ impl Seaweed {
             .arg(format!("-s3.port.lance={}", p[12]))
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log_file())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -120,7 +120,10 @@ impl Seaweed {
             self.endpoint(),
             uuid::Uuid::new_v4().simple()
         );
-        for _ in 0..300 {
+        // About a second on a quiet machine; a restart on the same folder
+        // under the full suite's load has taken over 30 s (its master waits
+        // out an election first).
+        for _ in 0..900 {
             let made = self.http.put(&probe).send().await;
             if made.is_ok_and(|r| r.status().is_success()) {
                 let wrote = self
@@ -139,6 +142,16 @@ impl Seaweed {
             "SeaweedFS did not answer on {} within 30 s",
             self.endpoint()
         );
+    }
+
+    /// Its log (appended to across restarts), beside its data.
+    fn log_file(&self) -> Stdio {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("weed.log"))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null())
     }
 
     /// Stops the server at once (SIGKILL), as an outage would.

@@ -76,9 +76,8 @@ pub struct DocumentList {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
-    /// `coop`, `class` or `family`.
-    #[schema(example = "coop")]
-    visibility: String,
+    /// Who may see it.
+    visibility: DocumentVisibility,
     /// The class, with `visibility=class`.
     class_id: Option<Uuid>,
     /// The family, with `visibility=family` (a family's own when omitted by one).
