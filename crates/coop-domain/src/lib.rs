@@ -12,6 +12,7 @@ mod announcement;
 pub mod clock;
 mod coop;
 pub mod courses;
+mod document;
 mod email;
 mod family;
 mod fields;
@@ -25,6 +26,7 @@ pub mod token;
 
 pub use announcement::NewAnnouncement;
 pub use coop::{CoordinatorInput, NewCoop, NewCoopInput};
+pub use document::{DocumentName, DocumentType, SNIFF_BYTES, Visibility};
 pub use email::Email;
 pub use family::{NewFamily, parse_date};
 pub use fields::{FieldCheck, FieldErrors, Invalid, Parsed};

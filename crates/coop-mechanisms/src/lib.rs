@@ -11,6 +11,8 @@
 //!   [`read_positions`]: each session's last write position (read-your-writes).
 //! - [`jobs`]: the durable queue's worker; [`providers`]: SMTP and payments
 //!   behind circuit breakers.
+//! - [`objects`]: documents' bytes, on the local disk or in an S3 bucket,
+//!   behind a circuit breaker.
 //! - [`hashing`]: bounded password hashing; [`rate_limit`]: attempts per
 //!   account and address, shared through Redis; [`shared_state`]: Redis.
 //!
@@ -22,6 +24,7 @@ pub mod data;
 pub mod hashing;
 pub mod health;
 pub mod jobs;
+pub mod objects;
 pub mod providers;
 pub mod rate_limit;
 pub mod read_positions;

@@ -152,8 +152,9 @@ pub fn readme(about: &About<'_>) -> String {
            subscriptions) and sign-in sessions: they are of no use outside Coop.\n\
          - Coop's own machinery: its job queue (emails waiting to be sent, for instance) and its \
            records of repeated requests.\n\
-         - Documents: Coop does not store documents yet; when it does, they will be in the \
-           export too.\n\n\
+         - The documents' files: `documents.csv` lists each document (name, type, size, \
+           SHA-256, who may see it); the files themselves can be large, so download each \
+           from Coop while the co-op exists (`/api/v1/documents/ID/content`).\n\n\
          ## Deleting the co-op\n\n\
          A coordinator can ask Coop to delete the co-op (on the co-op's settings, confirming \
          with their password). The co-op's coordinators are emailed, and nothing is deleted \
@@ -162,7 +163,8 @@ pub fn readme(about: &About<'_>) -> String {
          data. When they are over, Coop's background jobs delete everything of the co-op, a \
          batch at a time: first the accounts and their sign-ins (from then on nobody of the \
          co-op can sign in), then every family, child, semester, class, enrollment, payment, \
-         ledger entry, announcement and export, then the co-op itself. Nothing of it stays \
+         ledger entry, announcement, document (its file first) and export, then the co-op \
+         itself. Nothing of it stays \
          in Coop's database; backups taken before the deletion keep it until they are \
          themselves deleted.\n",
         days = about.deletion_grace_days,

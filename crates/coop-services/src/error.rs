@@ -31,6 +31,9 @@ pub enum Error {
     },
     #[error("{message}")]
     Gone { code: &'static str, message: String },
+    /// Larger than a limit allows (a file, a quota); the message has the numbers.
+    #[error("{message}")]
+    TooLarge { code: &'static str, message: String },
     /// Changed since the version the caller read.
     #[error("{0}")]
     VersionMismatch(String),

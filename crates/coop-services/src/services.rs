@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use coop_mechanisms::data::Data;
 use coop_mechanisms::hashing::Hasher;
+use coop_mechanisms::objects::Objects;
 use coop_mechanisms::sessions::SessionStore;
 use coop_mechanisms::store;
 use coop_mechanisms::store::replicas::{self, Lsn};
@@ -16,6 +17,8 @@ use crate::calendar::Calendar;
 use crate::children::Children;
 use crate::classes::Classes;
 use crate::deletion::CoopDeletion;
+use crate::document_settings::DocumentSettings;
+use crate::documents::Documents;
 use crate::enrollments::Enrollments;
 use crate::exports::Exports;
 use crate::families::Families;
@@ -41,6 +44,9 @@ pub struct Parts {
     pub export_ttl: Duration,
     /// The `COOP_JOBS_INLINE` benchmark variant (off in production).
     pub inline_jobs: Option<Arc<InlineJobs>>,
+    /// Where documents' bytes go, and their limits.
+    pub objects: Objects,
+    pub documents: DocumentSettings,
 }
 
 pub struct Services {
@@ -57,6 +63,7 @@ pub struct Services {
     pub idempotency: IdempotencyKeys,
     pub exports: Exports,
     pub deletion: CoopDeletion,
+    pub documents: Documents,
     data: Data,
 }
 
@@ -78,6 +85,8 @@ impl Services {
             deletion_grace,
             export_ttl,
             inline_jobs,
+            objects,
+            documents,
         } = parts;
         let sessions = SessionStore::new(data.clone(), session_ttl, session_idle);
         let families = Families::new(data.clone(), job_max_attempts, inline_jobs);
@@ -95,6 +104,7 @@ impl Services {
             children: Children::new(data.clone(), families.clone()),
             announcements: Announcements::new(data.clone(), job_max_attempts),
             exports: Exports::new(data.clone(), job_max_attempts, export_ttl),
+            documents: Documents::new(data.clone(), objects, documents, job_max_attempts),
             deletion: CoopDeletion::new(
                 data.clone(),
                 hasher.clone(),
@@ -138,6 +148,7 @@ impl Services {
             loop {
                 ticks.tick().await;
                 record_queue_metrics(&db).await;
+                record_document_metrics(&db).await;
             }
         };
         tokio::select! {
@@ -182,6 +193,18 @@ impl Services {
                 }
             }
         });
+    }
+}
+
+/// Documents stored and their bytes (every co-op's), read with the queue's depth.
+async fn record_document_metrics(db: &store::Db) {
+    match tokio::time::timeout(Duration::from_secs(1), store::documents::totals(db)).await {
+        Ok(Ok((count, bytes))) => {
+            metrics::gauge!("documents_stored").set(count as f64);
+            metrics::gauge!("documents_stored_bytes").set(bytes as f64);
+        }
+        Ok(Err(err)) => tracing::warn!(error = %err, "reading document totals failed"),
+        Err(_) => tracing::warn!("reading document totals timed out"),
     }
 }
 

@@ -14,13 +14,14 @@ use clap::Args;
 use coop_mechanisms::cache::CacheSettings;
 use coop_mechanisms::hashing::HashingSettings;
 use coop_mechanisms::jobs::JobSettings;
+use coop_mechanisms::objects::ObjectStoreSettings;
 use coop_mechanisms::providers::ProviderSettings;
 use coop_mechanisms::rate_limit::RateLimitSettings;
 use coop_mechanisms::shared_state::RedisSettings;
 use coop_mechanisms::store::{DatabaseSettings, DatabaseUrl};
 use coop_runtime::telemetry::LogFormat;
 use coop_runtime::values::{parse_bool, parse_duration};
-use coop_services::AccountSettings;
+use coop_services::{AccountSettings, DocumentSettings};
 
 use crate::http::client_ip::TrustedProxies;
 use crate::http::scrape::MetricsToken;
@@ -46,6 +47,10 @@ pub struct Config {
     pub jobs: JobSettings,
     #[command(flatten, next_help_heading = "Email and payments")]
     pub providers: ProviderSettings,
+    #[command(flatten, next_help_heading = "Documents")]
+    pub objects: ObjectStoreSettings,
+    #[command(flatten, next_help_heading = "Documents")]
+    pub documents: DocumentSettings,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -265,6 +270,8 @@ impl Config {
                 self.http.request_timeout
             ));
         }
+        self.objects.validate()?;
+        self.documents.validate()?;
         Ok(())
     }
 

@@ -37,6 +37,12 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
+    /// A file or a quota's limit; the message has the numbers.
+    #[error("{message}")]
+    TooLarge { code: &'static str, message: String },
+    /// A Range outside the document (`size` bytes).
+    #[error("the range asked for is outside the document's {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -96,7 +102,8 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Gone { .. } => StatusCode::GONE,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge(_) | Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -110,7 +117,9 @@ impl ApiError {
             Self::BadRequest { code, .. }
             | Self::Unprocessable { code, .. }
             | Self::Conflict { code, .. }
-            | Self::Gone { code, .. } => code,
+            | Self::Gone { code, .. }
+            | Self::TooLarge { code, .. } => code,
+            Self::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             Self::Validation(_) => "validation_failed",
             Self::Unauthorized => "unauthenticated",
             Self::InvalidCredentials => "invalid_credentials",
@@ -172,6 +181,11 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),
             );
         }
+        if let Self::RangeNotSatisfiable { size } = self
+            && let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
         if let Self::TooManyRequests { seconds } = self {
             response
                 .headers_mut()
@@ -208,6 +222,7 @@ impl From<coop_services::Error> for ApiError {
                 fields,
             },
             E::Gone { code, message } => Self::Gone { code, message },
+            E::TooLarge { code, message } => Self::TooLarge { code, message },
             E::VersionMismatch(message) => Self::PreconditionFailed(message),
             E::TakenOver => Self::Conflict {
                 code: "request_in_progress",

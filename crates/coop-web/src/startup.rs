@@ -16,6 +16,7 @@ use coop_mechanisms::data::Data;
 use coop_mechanisms::hashing::Hasher;
 use coop_mechanisms::health::Readiness;
 use coop_mechanisms::jobs::worker::{Worker, WorkerConfig};
+use coop_mechanisms::objects::Objects;
 use coop_mechanisms::rate_limit::RateLimiter;
 use coop_mechanisms::read_positions::ReadPositions;
 use coop_mechanisms::shared_state::Redis;
@@ -90,12 +91,18 @@ impl Application {
             None => None,
         };
         let instance_id = config.instance_id(address);
+        let objects = Objects::new(
+            &config.objects,
+            &config.database.data_dir,
+            config.providers.breaker(),
+        )?;
         let effects = Arc::new(
             Effects::new(
                 &config.providers,
                 &config.accounts,
                 &config.database.data_dir,
                 db.clone(),
+                objects.clone(),
                 address,
             )?
             .with_cache(cache.clone()),
@@ -119,6 +126,8 @@ impl Application {
             deletion_grace: config.accounts.deletion_grace,
             export_ttl: config.accounts.export_ttl,
             inline_jobs,
+            objects,
+            documents: config.documents.clone(),
         }));
         let worker = config.serve_runs_jobs().then(|| {
             tracing::info!(mail = %effects.mailer.describe(), "running background jobs in this process");
@@ -370,6 +379,11 @@ pub async fn run_worker(
         },
         _ => Cache::disabled(),
     };
+    let objects = Objects::new(
+        &config.objects,
+        &config.database.data_dir,
+        config.providers.breaker(),
+    )?;
     // Links in emails point at the HTTP instances, which share this configuration.
     let effects = Arc::new(
         Effects::new(
@@ -377,6 +391,7 @@ pub async fn run_worker(
             &config.accounts,
             &config.database.data_dir,
             db.clone(),
+            objects,
             config.http.listen,
         )?
         .with_cache(cache),

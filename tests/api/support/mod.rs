@@ -9,6 +9,7 @@ pub mod browser;
 pub mod fakes;
 pub mod poll;
 pub mod process;
+pub mod seaweed;
 pub mod services;
 
 pub use app::*;

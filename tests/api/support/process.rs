@@ -31,6 +31,17 @@ pub async fn spawn_process(backing: std::sync::Arc<Backing>, env: &[(&str, &str)
 }
 
 impl ProcessApp {
+    /// The process id (for reading its memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The value of one Prometheus series (0 when absent), summed over series
     /// whose labels contain every `label="value"` pair given.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {

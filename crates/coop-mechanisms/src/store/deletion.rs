@@ -145,6 +145,9 @@ const TABLES: &[(&str, &str)] = &[
     ("invites", "token_hash"),
     ("signup_verifications", "token_hash"),
     ("coop_exports", "id"),
+    // Empty by now: the deletion job removes documents, objects first, before
+    // each batch (see `jobs::effects`); listed so no row can outlive the co-op.
+    ("documents", "id"),
     ("announcement_deliveries", "(announcement_id, family_id)"),
     ("announcements", "id"),
     ("calendar_feeds", "family_id"),

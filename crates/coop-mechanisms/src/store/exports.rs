@@ -348,6 +348,31 @@ pub const TABLES: &[ExportTable] = &[
         ],
         filter: "coop_id = $1 ORDER BY id",
     },
+    ExportTable {
+        file: "documents",
+        table: "documents",
+        about: "Documents shared in the co-op: their details only. The files themselves are \
+                not in this archive (it would grow without bound); download each from \
+                /api/v1/documents/ID/content while the co-op exists.",
+        columns: &[
+            col("id", Id, "The document's id."),
+            col("owner_id", Id, "Who uploaded it (users.id)."),
+            col(
+                "visibility",
+                Text,
+                "Who may see it: `coop` (everyone), `class` (class_id's families and teacher) or `family` (family_id's).",
+            ),
+            col("class_id", Id, "With `class`: the class (classes.id)."),
+            col("family_id", Id, "With `family`: the family (families.id)."),
+            col("name", Text, "Its name."),
+            col("content_type", Text, "Its type, found in its content."),
+            col("size_bytes", I64, "Its size in bytes."),
+            col("sha256", Text, "Hex SHA-256 of its content."),
+            col("created_at", UnixMs, "When it was uploaded."),
+            col("updated_at", UnixMs, "When it was last renamed."),
+        ],
+        filter: "coop_id = $1 ORDER BY id",
+    },
 ];
 
 /// Every table of [`TABLES`] for the co-op, in that order: each row a JSON

@@ -10,6 +10,7 @@ pub mod calendar;
 pub mod coops;
 pub mod courses;
 pub mod deletion;
+pub mod documents;
 pub mod enrollments;
 mod error;
 pub mod exports;

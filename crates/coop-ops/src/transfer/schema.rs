@@ -316,6 +316,33 @@ pub const TABLES: &[Table] = &[
         ],
         copied: true,
     },
+    // Documents (migration 0009): the rows only. Their bytes are objects,
+    // not rows: on the embedded tier files under COOP_DATA_DIR/objects/,
+    // named by `object_key` (and `coop backup` copies them with the data
+    // dir's other files). Moving to the distributed tier, copy that folder
+    // into the bucket with the same keys (e.g. `aws s3 sync
+    // coop-data/objects s3://BUCKET/`); the README says so.
+    Table {
+        name: "documents",
+        key: &["id"],
+        columns: &[
+            ("id", Uuid),
+            ("coop_id", Uuid),
+            ("owner_id", Uuid),
+            ("visibility", Text),
+            ("class_id", Uuid),
+            ("family_id", Uuid),
+            ("name", Text),
+            ("content_type", Text),
+            ("size_bytes", I64),
+            ("sha256", Text),
+            ("object_key", Text),
+            ("thumbnail_key", Text),
+            ("created_at", I64),
+            ("updated_at", I64),
+        ],
+        copied: true,
+    },
     // Scheduled deletions (migration 0007): the grace period goes on after the move.
     Table {
         name: "coop_deletions",

@@ -29,9 +29,12 @@ use coop_mechanisms::store::{self, Db};
 use lettre::message::Mailbox;
 use uuid::Uuid;
 
+use coop_mechanisms::objects::{ObjectError, Objects};
+use coop_mechanisms::store::documents::Viewer;
+
 use super::{
-    AnnouncementEmailJob, DeletionJob, EmailChangeJob, ExportJob, FamilyJob, FanOutJob, Kind,
-    PaymentJob, PromotionJob, RefundJob, UserJob,
+    AnnouncementEmailJob, DeletionJob, DocumentJob, EmailChangeJob, ExportJob, FamilyJob,
+    FanOutJob, Kind, ObjectsJob, PaymentJob, PromotionJob, RefundJob, UserJob,
 };
 use crate::AccountSettings;
 
@@ -56,6 +59,8 @@ pub struct Effects {
     pub db: Db,
     pub mailer: Mailer,
     pub payments: Option<PaymentProvider>,
+    /// Where documents' bytes are (thumbnails, deletions, sweeps).
+    objects: Objects,
     /// Where jobs that delete cached rows (a co-op's deletion) drop them:
     /// the application's cache in `coop serve`; in `coop worker`, Redis when
     /// COOP_REDIS_URL is set (which tells every instance), else nothing.
@@ -75,6 +80,7 @@ impl Effects {
         accounts: &AccountSettings,
         data_dir: &Path,
         db: Db,
+        objects: Objects,
         bound: std::net::SocketAddr,
     ) -> anyhow::Result<Self> {
         let public_url = accounts
@@ -90,6 +96,7 @@ impl Effects {
             db,
             mailer: Mailer::new(providers, data_dir)?,
             payments: PaymentProvider::new(providers)?,
+            objects,
             cache: Cache::disabled(),
             public_url,
             invite_ttl: accounts.invite_ttl,
@@ -188,6 +195,18 @@ impl Effects {
             },
             Kind::DeleteCoop => match payload::<DeletionJob>(job) {
                 Ok(p) => self.delete_coop(job, p.requested_at, p.batch).await,
+                Err(dead) => Err(dead),
+            },
+            Kind::DocumentThumbnail => match payload::<DocumentJob>(job) {
+                Ok(p) => self.document_thumbnail(job, p.document_id).await,
+                Err(dead) => Err(dead),
+            },
+            Kind::DeleteDocumentObjects => match payload::<ObjectsJob>(job) {
+                Ok(p) => self.discard_all(&p.keys).await.map(|()| Outcome::Done),
+                Err(dead) => Err(dead),
+            },
+            Kind::SweepUpload => match payload::<ObjectsJob>(job) {
+                Ok(p) => self.sweep_upload(p.document_id, &p.keys).await,
                 Err(dead) => Err(dead),
             },
         };
@@ -807,8 +826,8 @@ impl Effects {
                 "Hello {name},\n\n\
                  a coordinator asked Coop to delete {coop}. On {when} (UTC), everything of \
                  the co-op will be deleted: its accounts, families, children, semesters, \
-                 classes, enrollments, payments and announcements. Nobody will be able to \
-                 sign in to it after that.\n\n\
+                 classes, enrollments, payments, announcements and documents. Nobody will be \
+                 able to sign in to it after that.\n\n\
                  Until then the co-op works as before. To keep its data, download an \
                  export first. To stop the deletion, cancel it on the co-op's settings: \
                  {url}/coop\n"
@@ -839,6 +858,9 @@ impl Effects {
             // a job of its own).
             return Ok(Outcome::Done);
         }
+        // Documents before any row: their objects must go while rows still
+        // name them.
+        self.delete_documents_of(coop_id).await?;
         let attempts = u32::try_from(job.max_attempts).unwrap_or(1);
         let next = super::delete_coop_job(coop_id, requested_at, batch + 1, now_ms(), attempts);
         let removed =
@@ -856,6 +878,112 @@ impl Effects {
             Some(_) => Outcome::Done,
             None => Outcome::Removed,
         })
+    }
+
+    /// A PNG thumbnail of an image document (PNG or JPEG), recorded on its
+    /// row. An image too large or not decodable gets none (that is no
+    /// failure: the list shows the document without one).
+    async fn document_thumbnail(
+        &self,
+        job: &JobRow,
+        document_id: Uuid,
+    ) -> Result<Outcome, Outcome> {
+        let Some(row) =
+            store::documents::get(&self.db, job.coop_id, document_id, Viewer::Coordinator).await?
+        else {
+            return Ok(Outcome::Done);
+        };
+        if row.thumbnail_key.is_some() {
+            return Ok(Outcome::Done);
+        }
+        let Some(source) = self
+            .objects
+            .get_small(&row.object_key, crate::thumbnails::MAX_SOURCE_BYTES)
+            .await
+            .map_err(object_outcome)?
+        else {
+            metrics::counter!("document_thumbnails_total", "result" => "too_large").increment(1);
+            return Ok(Outcome::Done);
+        };
+        let made = tokio::task::spawn_blocking(move || crate::thumbnails::png(&source))
+            .await
+            .map_err(|e| Outcome::Retry(format!("making the thumbnail stopped: {e}")))?;
+        let png = match made {
+            Ok(png) => png,
+            Err(err) => {
+                tracing::info!(document = %document_id, error = %err, "no thumbnail: the image does not decode");
+                metrics::counter!("document_thumbnails_total", "result" => "undecodable")
+                    .increment(1);
+                return Ok(Outcome::Done);
+            }
+        };
+        let key = crate::documents::thumbnail_key(job.coop_id, document_id);
+        self.objects
+            .put(&key, png.into())
+            .await
+            .map_err(object_outcome)?;
+        if !store::documents::set_thumbnail(&self.db, document_id, &key).await? {
+            // Deleted meanwhile: its deletion job may have run already.
+            self.objects.discard(&key).await.map_err(object_outcome)?;
+        }
+        metrics::counter!("document_thumbnails_total", "result" => "made").increment(1);
+        Ok(Outcome::Done)
+    }
+
+    /// Removes objects (absent ones are fine: a rerun finds them gone).
+    async fn discard_all(&self, keys: &[String]) -> Result<(), Outcome> {
+        for key in keys {
+            self.objects.discard(key).await.map_err(object_outcome)?;
+        }
+        Ok(())
+    }
+
+    /// An upload's sweep: nothing to do if its row was committed; else the
+    /// instance died (or gave up) between storing and committing, and the
+    /// objects go.
+    async fn sweep_upload(&self, document_id: Uuid, keys: &[String]) -> Result<Outcome, Outcome> {
+        if store::documents::exists(&self.db, document_id).await? {
+            metrics::counter!("document_sweeps_total", "result" => "committed").increment(1);
+            return Ok(Outcome::Done);
+        }
+        let mut found = false;
+        for key in keys {
+            found |= self.objects.exists(key).await.map_err(object_outcome)?;
+        }
+        self.discard_all(keys).await?;
+        let result = if found {
+            "orphan_removed"
+        } else {
+            "nothing_stored"
+        };
+        if found {
+            tracing::info!(document = %document_id, "removed the object of an upload that never committed");
+        }
+        metrics::counter!("document_sweeps_total", "result" => result).increment(1);
+        Ok(Outcome::Done)
+    }
+
+    /// Every document of a co-op being deleted: objects first, then rows,
+    /// a batch at a time (a rerun finds the removed objects gone).
+    async fn delete_documents_of(&self, coop_id: Uuid) -> Result<(), Outcome> {
+        loop {
+            let batch = store::documents::of_coop(&self.db, coop_id, DELETION_BATCH).await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut ids = Vec::with_capacity(batch.len());
+            for (id, key, thumbnail) in batch {
+                self.objects.discard(&key).await.map_err(object_outcome)?;
+                let thumbnail =
+                    thumbnail.unwrap_or_else(|| crate::documents::thumbnail_key(coop_id, id));
+                self.objects
+                    .discard(&thumbnail)
+                    .await
+                    .map_err(object_outcome)?;
+                ids.push(id);
+            }
+            store::documents::remove(&self.db, coop_id, &ids).await?;
+        }
     }
 
     /// Sends `email` and records `key` as done. The documented window: a crash
@@ -910,6 +1038,21 @@ fn removed_keys(coop_id: Uuid, removed: &store::deletion::Removed) -> Vec<CacheK
         keys.push(crate::semesters::list_key(coop_id));
     }
     keys
+}
+
+/// A store that failed is retried later; one whose breaker is open, when
+/// it may close (without counting an attempt).
+fn object_outcome(err: ObjectError) -> Outcome {
+    match err {
+        ObjectError::NotFound => Outcome::Retry("the object is missing".into()),
+        ObjectError::Open { retry_after } => Outcome::Deferred {
+            until: std::time::Instant::now() + retry_after,
+            reason: "the object store's circuit breaker is open".into(),
+        },
+        ObjectError::Unavailable { reason, .. } => {
+            Outcome::Retry(format!("the file store: {reason}"))
+        }
+    }
 }
 
 fn payload<T: serde::de::DeserializeOwned>(job: &JobRow) -> Result<T, Outcome> {

@@ -47,10 +47,17 @@ pub enum Kind {
     DeletionNotice,
     /// One batch of a co-op's deletion (see `store::deletion`).
     DeleteCoop,
+    /// A small PNG of an uploaded image, for lists.
+    DocumentThumbnail,
+    /// A deleted document's objects (its row is gone already).
+    DeleteDocumentObjects,
+    /// An upload's objects, unless its row was committed (queued before the
+    /// upload's first byte; see `documents`).
+    SweepUpload,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 20] = [
         Self::WelcomeEmail,
         Self::CoordinatorNotice,
         Self::CalendarEvents,
@@ -68,6 +75,9 @@ impl Kind {
         Self::ExpireExport,
         Self::DeletionNotice,
         Self::DeleteCoop,
+        Self::DocumentThumbnail,
+        Self::DeleteDocumentObjects,
+        Self::SweepUpload,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -89,6 +99,9 @@ impl Kind {
             Self::ExpireExport => "expire_export",
             Self::DeletionNotice => "deletion_notice",
             Self::DeleteCoop => "delete_coop",
+            Self::DocumentThumbnail => "document_thumbnail",
+            Self::DeleteDocumentObjects => "delete_document_objects",
+            Self::SweepUpload => "sweep_upload",
         }
     }
 
@@ -181,6 +194,69 @@ pub struct DeletionJob {
     pub requested_at: i64,
     #[serde(default)]
     pub batch: u64,
+}
+
+/// The payload of a thumbnail job.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DocumentJob {
+    pub document_id: Uuid,
+}
+
+/// The payload of the jobs that remove a document's objects: which
+/// document (a sweep looks for its row) and the keys.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ObjectsJob {
+    pub document_id: Uuid,
+    pub keys: Vec<String>,
+}
+
+pub fn thumbnail_job(coop_id: Uuid, document_id: Uuid, max_attempts: u32) -> NewJob {
+    let payload = serde_json::json!({ "document_id": document_id }).to_string();
+    new_job(
+        coop_id,
+        Kind::DocumentThumbnail,
+        document_id,
+        payload,
+        max_attempts,
+    )
+}
+
+pub fn delete_objects_job(
+    coop_id: Uuid,
+    document_id: Uuid,
+    keys: Vec<String>,
+    max_attempts: u32,
+) -> NewJob {
+    let payload = serde_json::json!({ "document_id": document_id, "keys": keys }).to_string();
+    new_job(
+        coop_id,
+        Kind::DeleteDocumentObjects,
+        document_id,
+        payload,
+        max_attempts,
+    )
+}
+
+/// Due at `run_at`, when no upload can still be running (see
+/// `DocumentSettings::sweep_after`).
+pub fn sweep_upload_job(
+    coop_id: Uuid,
+    document_id: Uuid,
+    keys: Vec<String>,
+    run_at: i64,
+    max_attempts: u32,
+) -> NewJob {
+    let payload = serde_json::json!({ "document_id": document_id, "keys": keys }).to_string();
+    NewJob {
+        run_at,
+        ..new_job(
+            coop_id,
+            Kind::SweepUpload,
+            document_id,
+            payload,
+            max_attempts,
+        )
+    }
 }
 
 pub fn build_export_job(coop_id: Uuid, export_id: Uuid, max_attempts: u32) -> NewJob {

@@ -24,6 +24,7 @@ use crate::state::AppState;
         (name = "enrollments", description = "Enrolling children in classes, waitlists, drops"),
         (name = "announcements", description = "Messages to the co-op or a class, emailed through the queue"),
         (name = "exports", description = "A co-op's data as one archive, built by a job, downloadable until it expires"),
+        (name = "documents", description = "Files shared in the co-op, the whole co-op, a class or a family; streamed to object storage"),
         (name = "admin", description = "Background jobs, for coordinators"),
         (name = "operations", description = "Health, readiness and metrics; the operations page's samples, for platform operators"),
     )

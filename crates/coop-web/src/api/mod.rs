@@ -13,6 +13,7 @@ pub mod classes;
 pub mod coop_deletion;
 pub mod coops;
 pub mod docs;
+pub mod documents;
 pub mod exports;
 pub mod families;
 pub mod health;
@@ -89,6 +90,21 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(exports::list, exports::request))
         .routes(routes!(exports::get))
         .routes(routes!(exports::archive))
+        .merge(
+            // Uploads are limited by COOP_DOCUMENT_MAX_BYTES as they stream,
+            // not by the API's 64 KiB body limit.
+            OpenApiRouter::new()
+                .routes(routes!(documents::list, documents::upload))
+                .layer(middleware::map_request(crate::http::uploads::pace))
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .routes(routes!(
+            documents::get,
+            documents::rename,
+            documents::delete
+        ))
+        .routes(routes!(documents::content))
+        .routes(routes!(documents::thumbnail))
         .routes(routes!(
             coop_deletion::get,
             coop_deletion::schedule,

@@ -70,6 +70,11 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     if req.method() != Method::POST || !req.headers().contains_key(HEADER) {
         return next.run(req).await;
     }
+    // An upload's body is streamed to storage, never buffered for a
+    // fingerprint: its handler refuses the key with a message saying so.
+    if super::uploads::is_upload(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
     match run_once(&state, req, next).await {
         Ok(response) | Err(response) => response,
     }

@@ -8,6 +8,7 @@ pub mod idempotency;
 pub mod json;
 pub mod listener;
 pub mod metrics;
+pub mod range;
 pub mod rate_limit;
 pub mod read_after;
 pub mod same_origin;
@@ -17,6 +18,7 @@ pub mod serve;
 pub mod shared_responses;
 pub mod timeout;
 pub mod trace;
+pub mod uploads;
 
 /// The session cookie's name over plain HTTP (a laptop on loopback).
 pub const SESSION_COOKIE: &str = "coop_session";

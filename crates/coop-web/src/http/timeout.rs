@@ -17,7 +17,13 @@ use crate::error::{ErrorBody, ErrorDetail};
 use crate::state::AppState;
 
 pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let limit = state.http.request_timeout;
+    // An upload of a large file takes minutes: its own, longer bound
+    // (COOP_UPLOAD_TIMEOUT), which the upload's sweep job waits out.
+    let limit = if super::uploads::is_upload(req.method(), req.uri().path()) {
+        state.services.documents.upload_timeout()
+    } else {
+        state.http.request_timeout
+    };
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {

@@ -51,7 +51,9 @@ impl From<coop_services::Error> for PageError {
                 Self::Unavailable(format!("{dependency} is unavailable right now"))
             }
             E::Invalid(invalid) => Self::BadForm(invalid.to_string()),
-            E::Unprocessable { message, .. } => Self::BadForm(message),
+            E::Unprocessable { message, .. } | E::TooLarge { message, .. } => {
+                Self::BadForm(message)
+            }
             E::InvalidCredentials => Self::BadForm("the email or password is incorrect".into()),
             E::Internal(err) => Self::Internal(err),
         }
