@@ -9,6 +9,7 @@
 # Any finding fails the run. scripts/test.sh runs this after the cargo suites.
 #
 #   scripts/contract.sh [cargo build flags, e.g. --features full-suite]
+#   COOP_BIN=target/debug/coop scripts/contract.sh   # a binary built already
 #   scripts/contract.sh --setup    # only install / check what it needs
 #
 # COOP_CONTRACT_EXAMPLES (default 10) bounds the generated cases per operation
@@ -44,8 +45,16 @@ fi
 
 [ "${1:-}" = "--setup" ] && exit 0
 
-cargo build --locked --bin coop "$@"
-bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/coop"
+# COOP_BIN: a binary built already (scripts/test.sh passes the one its
+# `cargo test --workspace --features full-suite` built; building it here with
+# other flags would recompile the workspace for other features, minutes in CI).
+if [ -n "${COOP_BIN:-}" ]; then
+  [ -x "$COOP_BIN" ] || { echo "contract: COOP_BIN=$COOP_BIN is not an executable" >&2; exit 1; }
+  bin="$COOP_BIN"
+else
+  cargo build --locked --bin coop "$@"
+  bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/coop"
+fi
 
 status=0
 for tier in embedded distributed; do

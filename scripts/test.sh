@@ -128,4 +128,5 @@ COOP_BIN=target/debug/coop scripts/check-monitoring.sh
 
 # The API contract, fuzzed on both tiers: any 5xx, undocumented status or
 # answer that breaks the OpenAPI document fails the run.
-scripts/contract.sh --features full-suite
+# The binary the suites above built (with full-suite), as for the monitoring.
+COOP_BIN=target/debug/coop scripts/contract.sh
