@@ -171,7 +171,7 @@ stop_serve() { stop_pid "$SRV_PID"; forget_pid "$SRV_PID"; }
 # front of N instances and one worker; its processes' logs in STATE_DIR); sets
 # CLUSTER_PID, SRV_URL, INSTANCE_URLS.
 start_cluster() {
-    local n=$1 db_url=$2 redis_url=$3 logfile=$4 state_dir=$5 listen control i token=""
+    local n=$1 db_url=$2 redis_url=$3 logfile=$4 state_dir=$5 listen control
     listen="127.0.0.1:$(free_port)"
     control="127.0.0.1:$(free_port)"
     rm -rf -- "$state_dir"
@@ -183,27 +183,8 @@ start_cluster() {
     CLUSTER_PID=$!
     PIDS+=("$CLUSTER_PID")
     SRV_URL="http://$listen"
-    for i in $(seq 1 450); do
-        if ! kill -0 "$CLUSTER_PID" 2>/dev/null; then
-            tail -n 20 "$logfile" >&2
-            log "coop cluster exited during start-up"
-            return 1
-        fi
-        # The control API asks for the token `coop cluster` writes into its state dir.
-        [[ -z "$token" && -s "$state_dir/control.token" ]] && token=$(<"$state_dir/control.token")
-        if [[ -n "$token" ]] \
-            && curl -sf --max-time 2 -H "Authorization: Bearer $token" "http://$control/status" \
-                -o "$OUT_DIR/status.json" 2>/dev/null \
-            && python3 -c "import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if sum(m['state']=='running' for m in s['instances'])==$n else 1)" \
-                "$OUT_DIR/status.json" 2>/dev/null \
-            && [[ "$(curl -s -o /dev/null -w '%{http_code}' "$SRV_URL/ready")" == 200 ]]; then
-            mapfile -t INSTANCE_URLS < <(python3 -c "import json,sys; [print('http://' + m['address']) for m in json.load(open(sys.argv[1]))['instances'] if m['state']=='running']" "$OUT_DIR/status.json")
-            return 0
-        fi
-        sleep 0.2
-    done
-    log "the cluster with $n instances did not become ready"
-    return 1
+    wait_cluster_ready "$CLUSTER_PID" "$state_dir" "$control" "$n" "$logfile" "$OUT_DIR/status.json" "$SRV_URL" || return 1
+    mapfile -t INSTANCE_URLS < <(python3 -c "import json,sys; [print('http://' + m['address']) for m in json.load(open(sys.argv[1]))['instances'] if m['state']=='running']" "$OUT_DIR/status.json")
 }
 stop_cluster() { stop_pid "$CLUSTER_PID"; forget_pid "$CLUSTER_PID"; }
 

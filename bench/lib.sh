@@ -325,6 +325,36 @@ EOF
     wait_http "http://127.0.0.1:$port/health" "$pid" "$logfile"
 }
 
+# ---------------------------------------------------------------- cluster ----
+# wait_cluster_ready PID STATE_DIR CONTROL N LOGFILE STATUS_FILE URL: until the
+# `coop cluster` PID reports N running instances on its control API (with the
+# token it writes into STATE_DIR) and URL/ready answers 200 (90 s at most);
+# the last status is left in STATUS_FILE. False if the cluster exits or never
+# gets there.
+wait_cluster_ready() {
+    local pid=$1 state_dir=$2 control=$3 n=$4 logfile=$5 status=$6 url=$7 i token=""
+    for i in $(seq 1 450); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$logfile" >&2
+            log "coop cluster exited during start-up"
+            return 1
+        fi
+        # The control API asks for the token `coop cluster` writes into its state dir.
+        [[ -z "$token" && -s "$state_dir/control.token" ]] && token=$(<"$state_dir/control.token")
+        if [[ -n "$token" ]] \
+            && curl -sf --max-time 2 -H "Authorization: Bearer $token" "http://$control/status" \
+                -o "$status" 2>/dev/null \
+            && python3 -c "import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if sum(m['state']=='running' for m in s['instances'])==$n else 1)" \
+                "$status" 2>/dev/null \
+            && [[ "$(curl -s -o /dev/null -w '%{http_code}' "$url/ready")" == 200 ]]; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    log "the cluster with $n instances did not become ready"
+    return 1
+}
+
 # --------------------------------------------------------------- results ----
 # Sections of a results file that belong to one script are wrapped in
 #   <!-- begin SCRIPT -->  ...  <!-- end SCRIPT -->

@@ -223,7 +223,7 @@ start_worker() {
 # one worker in front of N instances, one job worker); sets CLUSTER_PID,
 # SRV_URL, SRV_PORT, INSTANCE_PIDS.
 start_cluster() {
-    local n=$1 db_url=$2 redis_url=$3 logfile=$4 state_dir=$5 control i token=""
+    local n=$1 db_url=$2 redis_url=$3 logfile=$4 state_dir=$5 control
     SRV_PORT=$(free_port)
     control="127.0.0.1:$(free_port)"
     rm -rf -- "$state_dir"
@@ -235,28 +235,10 @@ start_cluster() {
     CLUSTER_PID=$!
     PIDS+=("$CLUSTER_PID")
     SRV_URL="http://127.0.0.1:$SRV_PORT"
-    for i in $(seq 1 450); do
-        if ! kill -0 "$CLUSTER_PID" 2>/dev/null; then
-            tail -n 20 "$logfile" >&2
-            log "coop cluster exited during start-up"
-            return 1
-        fi
-        [[ -z "$token" && -s "$state_dir/control.token" ]] && token=$(<"$state_dir/control.token")
-        if [[ -n "$token" ]] \
-            && curl -sf --max-time 2 -H "Authorization: Bearer $token" "http://$control/status" \
-                -o "$SCRATCH/status.json" 2>/dev/null \
-            && python3 -c "import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if sum(m['state']=='running' for m in s['instances'])==$n else 1)" \
-                "$SCRATCH/status.json" 2>/dev/null \
-            && [[ "$(curl -s -o /dev/null -w '%{http_code}' "$SRV_URL/ready")" == 200 ]]; then
-            # The instances: `coop serve` processes under the cluster.
-            mapfile -t INSTANCE_PIDS < <(for p in $(desc_pids "$CLUSTER_PID"); do
-                tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q ' serve' && echo "$p"; done)
-            return 0
-        fi
-        sleep 0.2
-    done
-    log "the cluster with $n instances did not become ready"
-    return 1
+    wait_cluster_ready "$CLUSTER_PID" "$state_dir" "$control" "$n" "$logfile" "$SCRATCH/status.json" "$SRV_URL" || return 1
+    # The instances: `coop serve` processes under the cluster.
+    mapfile -t INSTANCE_PIDS < <(for p in $(desc_pids "$CLUSTER_PID"); do
+        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q ' serve' && echo "$p"; done)
 }
 stop_cluster() { stop_pid "$CLUSTER_PID"; forget_pid "$CLUSTER_PID"; }
 
