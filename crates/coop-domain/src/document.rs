@@ -264,6 +264,15 @@ impl DocumentType {
         }
     }
 
+    /// Every media type a download can carry (without parameters): the
+    /// allowed types, and bytes (a stored type no longer allowed).
+    pub fn served_media_types() -> impl Iterator<Item = &'static str> {
+        ALLOWED
+            .iter()
+            .map(|&(mime, _)| mime)
+            .chain(std::iter::once("application/octet-stream"))
+    }
+
     /// The allowed types' extensions, for messages.
     pub fn allowed_list() -> String {
         ALLOWED

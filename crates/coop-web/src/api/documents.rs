@@ -302,6 +302,36 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The path of [`content`], as the OpenAPI document names it.
+const CONTENT_PATH: &str = "/api/v1/documents/{id}/content";
+
+/// Lists, in the OpenAPI document, every type a download can carry (the
+/// allow-list of uploads, from the domain, so the two cannot drift) under
+/// the file's 200 and 206: a download is served with its own type, which
+/// the annotation alone can only call `application/octet-stream`.
+pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    let Some(operation) = openapi
+        .paths
+        .paths
+        .get_mut(CONTENT_PATH)
+        .and_then(|item| item.get.as_mut())
+    else {
+        return;
+    };
+    for status in ["200", "206"] {
+        if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status)
+            && let Some(bytes) = response.content.get("application/octet-stream").cloned()
+        {
+            for media_type in DocumentType::served_media_types() {
+                response
+                    .content
+                    .insert(media_type.to_string(), bytes.clone());
+            }
+        }
+    }
+}
+
 /// Download a document, streamed. `Range: bytes=START-END` (one range)
 /// answers 206; `If-None-Match` with its ETag answers 304.
 #[utoipa::path(get, path = "/api/v1/documents/{id}/content", tag = "documents",

@@ -120,6 +120,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let mut document = document;
     rate_limit::document(&mut document);
     shared_responses::document(&mut document);
+    documents::document(&mut document);
     (router, document)
 }
 
