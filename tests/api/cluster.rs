@@ -921,3 +921,92 @@ async fn the_operations_page_draws_every_instance_and_the_scalers_decisions() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Documents through nginx in front of two instances, on one bucket of a
+/// real S3 server (SeaweedFS): uploads land on both instances, and each
+/// instance serves every document, whichever instance stored it (no
+/// instance keeps a file of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_behind_nginx_serve_each_others_uploads() {
+    use crate::documents::{get_bytes, pdf, upload};
+    use crate::support::seaweed::Seaweed;
+
+    let weed = Seaweed::start().await;
+    let bucket = weed.bucket().await;
+    // The object store's settings, as the environment every process of the
+    // cluster inherits.
+    let settings: Vec<(String, String)> = weed
+        .app_args(&bucket)
+        .chunks(2)
+        .map(|pair| {
+            let name = pair[0].trim_start_matches("--").replace('-', "_");
+            (format!("COOP_{}", name.to_uppercase()), pair[1].clone())
+        })
+        .collect();
+    let env: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let cluster = TestCluster::start_with(2, &[], &env).await;
+    let coordinator = cluster.endpoint.coordinator().await;
+
+    let mut documents = Vec::new();
+    for n in 0..6u64 {
+        let bytes = pdf(300 * 1024, n);
+        let made = upload(
+            &cluster.endpoint,
+            &coordinator.session,
+            &[("visibility", "coop")],
+            &format!("handout-{n}.pdf"),
+            bytes.clone(),
+        )
+        .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+        documents.push((
+            made.json()["document_id"].as_str().unwrap().to_owned(),
+            bytes,
+        ));
+    }
+
+    let status = cluster.status().await.expect("status");
+    let members: Vec<crate::support::Endpoint> = running(&status, "instances")
+        .iter()
+        .map(|instance| crate::support::Endpoint {
+            address: format!("http://{}", instance["address"].as_str().unwrap()),
+            http: client(),
+        })
+        .collect();
+    assert_eq!(members.len(), 2);
+    // nginx spread the uploads: each instance wrote bytes to the store.
+    for member in &members {
+        let metrics = member.metrics().await;
+        let stored: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("object_store_bytes_total") && l.contains("direction=\"in\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(
+            stored > 0.0,
+            "instance {} stored no upload: nginx sent them all to the other",
+            member.address
+        );
+    }
+    // Every instance serves every document, bytes equal.
+    for member in members.iter().chain([&cluster.endpoint]) {
+        for (id, bytes) in &documents {
+            let (status, _, body) = get_bytes(
+                member,
+                &coordinator.session,
+                &format!("/api/v1/documents/{id}/content"),
+                &[],
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{id} from {}", member.address);
+            assert!(
+                body == *bytes,
+                "{} served other bytes for {id}",
+                member.address
+            );
+        }
+    }
+}

@@ -1149,6 +1149,12 @@ mod full {
             || async { store.keys().await.is_empty().then_some(()) },
         )
         .await;
+        // The sweep counts itself once it has removed them: a moment later.
+        eventually("the sweep counted", Duration::from_secs(10), || async {
+            let sweeps = app.metric("document_sweeps_total", &[]).await;
+            (sweeps > 0.0).then_some(())
+        })
+        .await;
         assert_eq!(
             app.metric("document_sweeps_total", &[]).await,
             1.0,

@@ -39,6 +39,11 @@ fn weed_binary() -> PathBuf {
 
 pub struct Seaweed {
     child: Option<Child>,
+    /// While it is stopped: its ports, bound (not listening) so that no
+    /// other process of the suite takes one meanwhile (a client's
+    /// ephemeral port, another test's server) and the restart cannot bind
+    /// it; a connection to a held port is refused, as to a stopped server.
+    held: Vec<tokio::net::TcpSocket>,
     dir: tempfile::TempDir,
     ports: Vec<u16>,
     pub s3_port: u16,
@@ -60,6 +65,7 @@ impl Seaweed {
         drop(held);
         let mut weed = Self {
             child: None,
+            held: Vec::new(),
             dir: tempfile::tempdir().expect("temp dir"),
             s3_port: ports[6],
             ports,
@@ -81,6 +87,8 @@ impl Seaweed {
     /// still there) and waits until its S3 gateway answers.
     pub async fn restart(&mut self) {
         self.kill();
+        // Let go of the ports just before the server binds them again.
+        self.held.clear();
         let p = &self.ports;
         let binary = weed_binary();
         let child = Command::new(&binary)
@@ -120,9 +128,8 @@ impl Seaweed {
             self.endpoint(),
             uuid::Uuid::new_v4().simple()
         );
-        // About a second on a quiet machine; a restart on the same folder
-        // under the full suite's load has taken over 30 s (its master waits
-        // out an election first).
+        // About a second, also for a restart on the same folder; 90 s at
+        // most (the attempts' own time not counted).
         for _ in 0..900 {
             let made = self.http.put(&probe).send().await;
             if made.is_ok_and(|r| r.status().is_success()) {
@@ -138,9 +145,12 @@ impl Seaweed {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let log = std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
         panic!(
-            "SeaweedFS did not answer on {} within 30 s",
-            self.endpoint()
+            "SeaweedFS did not answer on {} within 90 s; the end of its log:\n{}",
+            self.endpoint(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
 
@@ -154,11 +164,13 @@ impl Seaweed {
             .unwrap_or_else(|_| Stdio::null())
     }
 
-    /// Stops the server at once (SIGKILL), as an outage would.
+    /// Stops the server at once (SIGKILL), as an outage would, and holds
+    /// its ports until [`Seaweed::restart`].
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            self.held = self.ports.iter().filter_map(|&port| hold(port)).collect();
         }
     }
 
@@ -233,6 +245,18 @@ fn tags(xml: &str, name: &str) -> Vec<String> {
         .skip(1)
         .filter_map(|rest| rest.split_once(&close).map(|(text, _)| text.to_owned()))
         .collect()
+}
+
+/// `port` on 127.0.0.1, bound without listening (best effort: a port some
+/// other socket has taken already cannot be held).
+fn hold(port: u16) -> Option<tokio::net::TcpSocket> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    // The stopped server's connections linger in TIME_WAIT on its ports.
+    socket.set_reuseaddr(true).ok()?;
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .ok()?;
+    Some(socket)
 }
 
 impl Drop for Seaweed {
