@@ -943,10 +943,11 @@ async fn two_instances_behind_nginx_serve_each_others_uploads() {
             (format!("COOP_{}", name.to_uppercase()), pair[1].clone())
         })
         .collect();
-    let env: Vec<(&str, &str)> = settings
+    let mut env: Vec<(&str, &str)> = settings
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()))
         .collect();
+    env.push(("COOP_METRICS_TOKEN", METRICS_TOKEN));
     let cluster = TestCluster::start_with(2, &[], &env).await;
     let coordinator = cluster.endpoint.coordinator().await;
 
