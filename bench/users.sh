@@ -400,6 +400,11 @@ run_users() {
     local peak alive=1
     peak=$(hwm_kb "${server_pids[@]}")
     kill -0 "$tree_root" 2>/dev/null || alive=0
+    # Coop's own counters of the run (cache tiers, lease waits, pool waits):
+    # what a slow figure is made of. One instance's; kept beside the summary.
+    case "$setup" in
+        embedded | pg1) metrics_curl -fsS --max-time 5 "$SRV_URL/metrics" >"$OUT_DIR/$slug.metrics" 2>/dev/null || true ;;
+    esac
     case "$setup" in
         nginx) stop_pid "$NGINX_PID"; forget_pid "$NGINX_PID" ;;
         embedded) stop_serve ;;
