@@ -19,6 +19,7 @@ use coop_mechanisms::cache::CacheKey;
 use coop_mechanisms::data::Data;
 use coop_mechanisms::store::courses::{self, ClassRow};
 use coop_mechanisms::store::enrollments::{self, Promotion, RosterLine, UpdateClass};
+use futures_util::{StreamExt, stream};
 use uuid::Uuid;
 
 use crate::families;
@@ -60,6 +61,10 @@ pub(crate) fn seat_change_keys(
     }
     keys
 }
+
+/// How many of a catalog's classes are looked up at once (see
+/// [`Classes::catalog`]).
+const CATALOG_LOOKUPS_AT_ONCE: usize = 32;
 
 pub(crate) fn catalog_key(coop_id: Uuid, semester_id: Uuid) -> CacheKey {
     CacheKey::new("catalog", format_args!("{coop_id}:{semester_id}"))
@@ -217,10 +222,19 @@ impl Classes {
             )
             .await?
             .unwrap_or_default();
-        let mut classes = Vec::with_capacity(ids.len());
-        for id in ids {
+        // Looked up a few at a time, in order: most are in L1 and answer at
+        // once, and the classes a recent write invalidated load side by side.
+        // One at a time, every catalog read waited out each reload in turn,
+        // and the concurrent ones queued behind the same reloads together.
+        let found: Vec<Result<Option<Arc<Class>>>> = stream::iter(ids)
+            .map(|id| self.shared(ctx, id))
+            .buffered(CATALOG_LOOKUPS_AT_ONCE)
+            .collect()
+            .await;
+        let mut classes = Vec::with_capacity(found.len());
+        for class in found {
             // A class removed since the id list was cached is simply left out.
-            if let Some(class) = self.shared(ctx, id).await? {
+            if let Some(class) = class? {
                 classes.push(class);
             }
         }
