@@ -935,14 +935,7 @@ async fn two_instances_behind_nginx_serve_each_others_uploads() {
     let bucket = weed.bucket().await;
     // The object store's settings, as the environment every process of the
     // cluster inherits.
-    let settings: Vec<(String, String)> = weed
-        .app_args(&bucket)
-        .chunks(2)
-        .map(|pair| {
-            let name = pair[0].trim_start_matches("--").replace('-', "_");
-            (format!("COOP_{}", name.to_uppercase()), pair[1].clone())
-        })
-        .collect();
+    let settings = weed.app_env(&bucket);
     let mut env: Vec<(&str, &str)> = settings
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()))

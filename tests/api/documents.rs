@@ -61,6 +61,15 @@ impl Store {
         }
     }
 
+    /// The settings that point a process at this store, as environment
+    /// variables (none for the local store: the data folder says it).
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Self::Local(_) => Vec::new(),
+            Self::S3 { weed, bucket } => weed.app_env(bucket),
+        }
+    }
+
     pub(crate) fn weed(&mut self) -> &mut Seaweed {
         match self {
             Self::S3 { weed, .. } => weed,
@@ -975,18 +984,12 @@ mod full {
     async fn a_200_mb_upload_in_bounded_memory(tier: Tier) {
         const SIZE: u64 = 200 * 1000 * 1000;
         let backing = Backing::new(tier).await;
-        let (_store, args) = Store::for_backing(&backing).await;
+        let (store, _) = Store::for_backing(&backing).await;
         let mut env: Vec<(String, String)> = vec![
             ("COOP_DOCUMENT_MAX_BYTES".into(), "300MB".into()),
             ("COOP_DOCUMENT_QUOTA_BYTES".into(), "1GB".into()),
         ];
-        for pair in args.chunks(2) {
-            let name = pair[0]
-                .trim_start_matches("--")
-                .replace('-', "_")
-                .to_uppercase();
-            env.push((format!("COOP_{name}"), pair[1].clone()));
-        }
+        env.extend(store.env());
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let app = spawn_process(backing, &env).await;
         let c = login_on(&app).await;

@@ -191,6 +191,18 @@ impl Seaweed {
         name
     }
 
+    /// The same as [`Seaweed::app_args`], as environment variables
+    /// (`COOP_OBJECT_STORE_*`), for processes that inherit them.
+    pub fn app_env(&self, bucket: &str) -> Vec<(String, String)> {
+        self.app_args(bucket)
+            .chunks(2)
+            .map(|pair| {
+                let name = pair[0].trim_start_matches("--").replace('-', "_");
+                (format!("COOP_{}", name.to_uppercase()), pair[1].clone())
+            })
+            .collect()
+    }
+
     /// The arguments that point Coop at `bucket`.
     pub fn app_args(&self, bucket: &str) -> Vec<String> {
         [
