@@ -99,23 +99,7 @@ TARGET_ENROLL_P99=50
 TARGET_CATALOG_P99=10
 
 # ---------------------------------------------------------------- cleanup ----
-PG_DBS=()
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    local pid db d
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    for db in "${PG_DBS[@]}"; do
-        psql -d postgres -qAt -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 \
-            || log "WARNING: could not drop database $db"
-    done
-    for d in "${TMP_DIRS[@]}"; do rm -rf -- "$d"; done
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # ---------------------------------------------------------------- helpers ----
 OWN_ENV=(-u COOP_LISTEN -u COOP_DATA_DIR -u COOP_DATABASE_URL -u COOP_REDIS_URL -u COOP_SMTP_URL

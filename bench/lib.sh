@@ -2,7 +2,8 @@
 # bench/replicas.sh).
 # Source it after `set -Eeuo pipefail`; it defines functions and a few globals:
 #
-#   PIDS=() TMP_DIRS=()   the caller's cleanup trap stops / removes these
+#   PIDS=() TMP_DIRS=() PG_DBS=()   what `trap_cleanup`'s trap (or the caller's
+#                                   own) stops / removes / drops
 #   OUT_DIR, SCRATCH      set by the caller before the functions that use them run
 #   QUIET_PCT, QUIET_WAIT, CLK_TCK, NCPU, C_WAITED[label]   (quiet-machine check)
 #
@@ -12,12 +13,36 @@
 
 PIDS=()
 TMP_DIRS=()
+# Databases (of the PostgreSQL that psql reaches by default) the cleanup drops.
+PG_DBS=()
 
 # Coop serves /metrics only to a scraper with this token (or on
 # COOP_METRICS_LISTEN): every Coop a benchmark starts inherits it, and
 # `metrics_curl` sends it.
 export COOP_METRICS_TOKEN=${COOP_METRICS_TOKEN:-bench-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')}
 metrics_curl() { curl -H "Authorization: Bearer $COOP_METRICS_TOKEN" "$@"; }
+
+# trap_cleanup: on exit (INT and TERM become exits 130 and 143) stop every
+# process in PIDS, drop every database in PG_DBS and remove every folder in
+# TMP_DIRS, keeping the script's exit status.
+trap_cleanup() {
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+bench_cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    local pid db d
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    for db in "${PG_DBS[@]}"; do
+        psql -d postgres -qAt -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 \
+            || log "WARNING: could not drop database $db"
+    done
+    for d in "${TMP_DIRS[@]}"; do rm -rf -- "$d"; done
+    exit "$rc"
+}
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

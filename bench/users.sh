@@ -96,23 +96,7 @@ export COOP_MAX_CONNECTIONS=16384
 export NGINX_WORKER_CONNECTIONS=16384
 
 # ---------------------------------------------------------------- cleanup ----
-PG_DBS=()
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    local pid db d
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    for db in "${PG_DBS[@]}"; do
-        psql -d postgres -qAt -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 \
-            || log "WARNING: could not drop database $db"
-    done
-    for d in "${TMP_DIRS[@]}"; do rm -rf -- "$d"; done
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # ---------------------------------------------------------------- limits ----
 # File descriptors: the load generator holds one socket per user, the server
