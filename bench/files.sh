@@ -42,6 +42,9 @@ DATABASES=()
 cleanup() {
     local pid db
     for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    # Rounds run in command substitutions (subshells): they list their
+    # databases in a file as well, which is what reaches this trap.
+    [[ -f "$SCRATCH/databases" ]] && mapfile -t -O "${#DATABASES[@]}" DATABASES <"$SCRATCH/databases"
     for db in "${DATABASES[@]}"; do
         PGCONNECT_TIMEOUT=5 psql -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" -d postgres -qAt \
             -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
@@ -95,6 +98,7 @@ one_round() {
         local bucket="coop-$round-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
         psql -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" -d postgres -qAt -c "CREATE DATABASE \"$db\"" >/dev/null
         DATABASES+=("$db")
+        printf '%s\n' "$db" >>"$SCRATCH/databases"
         curl -fsS -X PUT -o /dev/null "$S3/$bucket"
         env+=(COOP_DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$db" COOP_REDIS_URL="$REDIS_URL"
               COOP_OBJECT_STORE_ENDPOINT="$S3" COOP_OBJECT_STORE_BUCKET="$bucket"

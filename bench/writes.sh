@@ -68,6 +68,9 @@ cleanup() {
     set +e
     trap - EXIT INT TERM
     for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    # Rounds run in command substitutions (subshells): they list their
+    # databases in a file as well, which is what reaches this trap.
+    [[ -n "${SCRATCH:-}" && -f "$SCRATCH/databases" ]] && mapfile -t -O "${#DBS[@]}" DBS <"$SCRATCH/databases"
     for db in "${DBS[@]}"; do
         PGCONNECT_TIMEOUT=5 timeout 60 psql -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" -d postgres -qAt \
             -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1
@@ -86,6 +89,7 @@ fresh_db() { # prints the new database's name
     name="coop_writes_bench_$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
     pg -d postgres -c "CREATE DATABASE \"$name\"" >/dev/null
     DBS+=("$name")
+    printf '%s\n' "$name" >>"$SCRATCH/databases"
     printf '%s\n' "$name"
 }
 
