@@ -928,7 +928,7 @@ async fn the_operations_page_draws_every_instance_and_the_scalers_decisions() {
 /// instance keeps a file of its own).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_behind_nginx_serve_each_others_uploads() {
-    use crate::documents::{get_bytes, pdf, upload};
+    use crate::documents::{get_bytes, pdf, share_with_coop};
     use crate::support::seaweed::Seaweed;
 
     let weed = Seaweed::start().await;
@@ -947,19 +947,14 @@ async fn two_instances_behind_nginx_serve_each_others_uploads() {
     let mut documents = Vec::new();
     for n in 0..6u64 {
         let bytes = pdf(300 * 1024, n);
-        let made = upload(
+        let made = share_with_coop(
             &cluster.endpoint,
             &coordinator.session,
-            &[("visibility", "coop")],
             &format!("handout-{n}.pdf"),
             bytes.clone(),
         )
         .await;
-        assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
-        documents.push((
-            made.json()["document_id"].as_str().unwrap().to_owned(),
-            bytes,
-        ));
+        documents.push((made["document_id"].as_str().unwrap().to_owned(), bytes));
     }
 
     let status = cluster.status().await.expect("status");

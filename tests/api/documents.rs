@@ -153,6 +153,24 @@ pub(crate) async fn upload(
     send_form(app, session, form, &[]).await
 }
 
+/// Uploads `bytes` as a document the whole co-op sees, which must be stored
+/// (201): the new document.
+pub(crate) async fn share_with_coop(
+    app: &Endpoint,
+    session: &str,
+    file_name: &str,
+    bytes: Vec<u8>,
+) -> Value {
+    let made = upload(app, session, &[("visibility", "coop")], file_name, bytes).await;
+    assert_eq!(
+        made.status,
+        StatusCode::CREATED,
+        "{file_name}: {}",
+        made.text
+    );
+    made.json()
+}
+
 async fn send_form(
     app: &Endpoint,
     session: &str,
@@ -317,16 +335,8 @@ async fn upload_download_ranges_rename_and_delete(tier: Tier) {
     assert!(body.is_empty());
 
     // An image gets a thumbnail from a job, shown in the list.
-    let photo = upload(
-        &app,
-        &c.session,
-        &[("visibility", "coop")],
-        "field trip.png",
-        png(600, 400),
-    )
-    .await;
-    assert_eq!(photo.status, StatusCode::CREATED, "{}", photo.text);
-    let photo_id = photo.json()["document_id"].as_str().unwrap().to_owned();
+    let photo = share_with_coop(&app, &c.session, "field trip.png", png(600, 400)).await;
+    let photo_id = photo["document_id"].as_str().unwrap().to_owned();
     let thumbnail_path = eventually("the thumbnail", Duration::from_secs(20), || async {
         list(&app, &c.session)
             .await
@@ -424,26 +434,16 @@ async fn uploads_are_checked_as_they_stream(tier: Tier) {
     let coop = [("visibility", "coop")];
 
     // The name is made safe; the client's type is not believed.
-    let kept = upload(
+    let kept = share_with_coop(
         &app,
         &c.session,
-        &coop,
         "C:\\Users\\ann\\..\\evil\"name.pdf",
         pdf(900 * 1024, 2),
     )
     .await;
-    assert_eq!(kept.status, StatusCode::CREATED, "{}", kept.text);
-    assert_eq!(kept.json()["name"], "evil_name.pdf");
-    let text = upload(
-        &app,
-        &c.session,
-        &coop,
-        "notes.pdf",
-        "Bring lunch.\n".into(),
-    )
-    .await;
-    assert_eq!(text.status, StatusCode::CREATED, "{}", text.text);
-    assert_eq!(text.json()["content_type"], "text/plain");
+    assert_eq!(kept["name"], "evil_name.pdf");
+    let text = share_with_coop(&app, &c.session, "notes.pdf", "Bring lunch.\n".into()).await;
+    assert_eq!(text["content_type"], "text/plain");
 
     // Types from the content: an executable called a PDF, HTML, nothing.
     let elf = [&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0][..], &[0; 64]].concat();
@@ -490,8 +490,7 @@ async fn uploads_are_checked_as_they_stream(tier: Tier) {
 
     // The quota: two more fit, the next does not.
     for seed in 4..6 {
-        let fits = upload(&app, &c.session, &coop, "fits.pdf", pdf(900 * 1024, seed)).await;
-        assert_eq!(fits.status, StatusCode::CREATED, "{}", fits.text);
+        share_with_coop(&app, &c.session, "fits.pdf", pdf(900 * 1024, seed)).await;
     }
     let over = upload(&app, &c.session, &coop, "over.pdf", pdf(900 * 1024, 7)).await;
     assert_eq!(over.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", over.text);
@@ -814,16 +813,8 @@ mod full {
         let two = spawn_app_on(backing.clone(), &args).await;
         let c = one.coordinator().await;
         let bytes = pdf(2 * 1024 * 1024, 20);
-        let made = upload(
-            &one,
-            &c.session,
-            &[("visibility", "coop")],
-            "shared.pdf",
-            bytes.clone(),
-        )
-        .await;
-        assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
-        let id = made.json()["document_id"].as_str().unwrap().to_owned();
+        let made = share_with_coop(&one, &c.session, "shared.pdf", bytes.clone()).await;
+        let id = made["document_id"].as_str().unwrap().to_owned();
         let (status, _, body) = get_bytes(
             &two,
             &c.session,
@@ -858,18 +849,10 @@ mod full {
         let app = spawn_app_on(backing.clone(), &args).await;
         let c = app.coordinator().await;
         let bytes = pdf(64 * 1024, 21);
-        let made = upload(
-            &app,
-            &c.session,
-            &[("visibility", "coop")],
-            "before.pdf",
-            bytes.clone(),
-        )
-        .await;
-        assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+        let made = share_with_coop(&app, &c.session, "before.pdf", bytes.clone()).await;
         let content = format!(
             "/api/v1/documents/{}/content",
-            made.json()["document_id"].as_str().unwrap()
+            made["document_id"].as_str().unwrap()
         );
 
         store.weed().kill();
