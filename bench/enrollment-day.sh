@@ -102,54 +102,10 @@ TARGET_CATALOG_P99=10
 trap_cleanup
 
 # ---------------------------------------------------------------- helpers ----
+# coop serve, Redis and databases: bench/lib.sh (as for bench/users.sh).
+BENCH_DB_PREFIX=coop_eday
 OWN_ENV=(-u COOP_LISTEN -u COOP_DATA_DIR -u COOP_DATABASE_URL -u COOP_REDIS_URL -u COOP_SMTP_URL
     -u COOP_RUN_JOBS -u COOP_INSTANCE_ID)
-
-# desc_pids PID: PID and all its descendants.
-desc_pids() {
-    local p=$1 c
-    echo "$p"
-    for c in $(pgrep -P "$p" 2>/dev/null || true); do desc_pids "$c"; done
-}
-
-# tree_pids_all PID: PID and its descendants; db_pids (lib.sh): PostgreSQL and Redis.
-# Snapshots are per pid ("pid jiffies", lib.sh's snapshot), and lib.sh's delta
-# counts a pid that started in between in full.
-# shellcheck disable=SC2046
-tree_snapshot() { snapshot $(desc_pids "$1"); }
-# shellcheck disable=SC2046
-db_snapshot() { snapshot $(db_pids); }
-
-# start_redis: a private Redis on a free port (no persistence); sets REDIS_PID, REDIS_URL.
-start_redis() {
-    local port i
-    port=$(free_port)
-    "${NICE[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-        --protected-mode yes >"$OUT_DIR/redis-$port.log" 2>&1 &
-    REDIS_PID=$!
-    PIDS+=("$REDIS_PID")
-    REDIS_URL="redis://127.0.0.1:$port"
-    for i in $(seq 1 100); do
-        [[ "$(redis-cli -p "$port" PING 2>/dev/null)" == PONG ]] && return 0
-        sleep 0.1
-    done
-    die "redis-server on port $port did not answer"
-}
-stop_redis() { stop_pid "$REDIS_PID"; forget_pid "$REDIS_PID"; }
-
-# start_serve LOGFILE ENV...: one `coop serve`; sets SRV_PID, SRV_URL.
-start_serve() {
-    local logfile=$1 port
-    shift
-    port=$(free_port)
-    SRV_URL="http://127.0.0.1:$port"
-    "${NICE[@]}" env "${OWN_ENV[@]}" "$@" COOP_LISTEN="127.0.0.1:$port" COOP_LOG=json RUST_LOG=warn \
-        "$COOP_BIN" serve >"$logfile" 2>&1 &
-    SRV_PID=$!
-    PIDS+=("$SRV_PID")
-    wait_http "$SRV_URL/health" "$SRV_PID" "$logfile"
-}
-stop_serve() { stop_pid "$SRV_PID"; forget_pid "$SRV_PID"; }
 
 # start_cluster N DB_URL REDIS_URL LOGFILE STATE_DIR: `coop cluster` (nginx in
 # front of N instances and one worker; its processes' logs in STATE_DIR); sets
@@ -170,7 +126,6 @@ start_cluster() {
     wait_cluster_ready "$CLUSTER_PID" "$state_dir" "$control" "$n" "$logfile" "$OUT_DIR/status.json" "$SRV_URL" || return 1
     mapfile -t INSTANCE_URLS < <(python3 -c "import json,sys; [print('http://' + m['address']) for m in json.load(open(sys.argv[1]))['instances'] if m['state']=='running']" "$OUT_DIR/status.json")
 }
-stop_cluster() { stop_pid "$CLUSTER_PID"; forget_pid "$CLUSTER_PID"; }
 
 # db_reads URL... : "CATALOG_READS ALL_READS" — cache_db_reads_total summed over
 # the instances: kinds catalog + class + semester (what a catalog read can
@@ -183,22 +138,6 @@ db_reads() {
             all += $NF
             if ($0 ~ /kind="(catalog|class|semester)"/) cat += $NF }
         END { printf "%d %d\n", cat, all }'
-}
-
-# fresh_pg TEMPLATE: a new database copied from TEMPLATE; prints its name.
-fresh_pg() {
-    local db
-    db="coop_eday_$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
-    psql -d postgres -qAt -c "CREATE DATABASE \"$db\" TEMPLATE \"$1\"" >/dev/null || return 1
-    PG_DBS+=("$db")
-    echo "$db"
-}
-drop_pg() {
-    psql -d postgres -qAt -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true
-}
-
-jf() { # jf FILE EXPR: a field of a JSON file (python expression on `d`)
-    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); v=$2; print('' if v is None else v)" "$1"
 }
 
 # ------------------------------------------------------------- one run ----

@@ -1,5 +1,4 @@
-# Shared shell functions for the Coop benchmarks (bench/run.sh, bench/cache.sh,
-# bench/replicas.sh).
+# Shared shell functions for the Coop benchmarks (every bench/*.sh sources it).
 # Source it after `set -Eeuo pipefail`; it defines functions and a few globals:
 #
 #   PIDS=() TMP_DIRS=() PG_DBS=()   what `trap_cleanup`'s trap (or the caller's
@@ -417,3 +416,70 @@ results_put_section() {
     } >"$file.tmp"
     mv "$file.tmp" "$file"
 }
+
+# ------------------------------------------------ coop serve, Redis, databases
+# Shared by bench/users.sh and bench/enrollment-day.sh. They use the caller's
+# NICE (a command prefix, e.g. `nice -n -10`), OWN_ENV (`env` arguments that
+# unset what the caller sets itself), COOP_BIN and OUT_DIR.
+
+# desc_pids PID: PID and all its descendants.
+desc_pids() {
+    local p=$1 c
+    echo "$p"
+    for c in $(pgrep -P "$p" 2>/dev/null || true); do desc_pids "$c"; done
+}
+
+# Snapshots are per pid ("pid jiffies", `snapshot`), and `delta` counts a pid
+# that started in between in full. tree_snapshot PID: PID and its
+# descendants; db_snapshot: PostgreSQL and Redis (`db_pids`).
+# shellcheck disable=SC2046
+tree_snapshot() { snapshot $(desc_pids "$1"); }
+# shellcheck disable=SC2046
+db_snapshot() { snapshot $(db_pids); }
+
+# start_redis [REDIS-SERVER OPTION...]: a private Redis on a free port (no
+# persistence); sets REDIS_PID, REDIS_URL.
+start_redis() {
+    local port i
+    port=$(free_port)
+    "${NICE[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+        --protected-mode yes "$@" >"$OUT_DIR/redis-$port.log" 2>&1 &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    REDIS_URL="redis://127.0.0.1:$port"
+    for i in $(seq 1 100); do
+        [[ "$(redis-cli -p "$port" PING 2>/dev/null)" == PONG ]] && return 0
+        sleep 0.1
+    done
+    die "redis-server on port $port did not answer"
+}
+stop_redis() { stop_pid "$REDIS_PID"; forget_pid "$REDIS_PID"; }
+
+# start_serve LOGFILE ENV...: one `coop serve`; sets SRV_PID, SRV_URL, SRV_PORT.
+start_serve() {
+    local logfile=$1
+    shift
+    SRV_PORT=$(free_port)
+    SRV_URL="http://127.0.0.1:$SRV_PORT"
+    "${NICE[@]}" env "${OWN_ENV[@]}" "$@" COOP_LISTEN="127.0.0.1:$SRV_PORT" COOP_LOG=json RUST_LOG=warn \
+        "$COOP_BIN" serve >"$logfile" 2>&1 &
+    SRV_PID=$!
+    PIDS+=("$SRV_PID")
+    wait_http "$SRV_URL/health" "$SRV_PID" "$logfile"
+}
+stop_serve() { stop_pid "$SRV_PID"; forget_pid "$SRV_PID"; }
+stop_cluster() { stop_pid "$CLUSTER_PID"; forget_pid "$CLUSTER_PID"; }
+
+# fresh_pg TEMPLATE: a new database (named BENCH_DB_PREFIX_…) copied from
+# TEMPLATE, dropped by the cleanup trap; prints its name.
+fresh_pg() {
+    local db
+    db="${BENCH_DB_PREFIX:-coop_bench}_$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
+    psql -d postgres -qAt -c "CREATE DATABASE \"$db\" TEMPLATE \"$1\"" >/dev/null || return 1
+    PG_DBS+=("$db")
+    echo "$db"
+}
+drop_pg() { psql -d postgres -qAt -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true; }
+
+# jf FILE EXPR: a field of a JSON file (a python expression on `d`).
+jf() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); v=$2; print('' if v is None else v)" "$1"; }

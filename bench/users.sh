@@ -148,50 +148,10 @@ rss_kb() { local p s=0 v; for p in "$@"; do v=$(awk '/^VmRSS:/ {print $2}' "/pro
 hwm_kb() { local p m=0 v; for p in "$@"; do v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0); ((${v:-0} > m)) && m=${v:-0}; done; echo "$m"; }
 
 # ---------------------------------------------------------------- servers ----
-# As in bench/enrollment-day.sh (kept apart so the two scripts can change
-# independently).
+# coop serve, Redis and databases: bench/lib.sh (as for bench/enrollment-day.sh).
+BENCH_DB_PREFIX=coop_users
 OWN_ENV=(-u COOP_LISTEN -u COOP_DATA_DIR -u COOP_DATABASE_URL -u COOP_REDIS_URL -u COOP_SMTP_URL
     -u COOP_RUN_JOBS -u COOP_INSTANCE_ID -u COOP_LISTEN_BACKLOG -u COOP_KEEP_IDLE_BUFFERS)
-
-desc_pids() {
-    local p=$1 c
-    echo "$p"
-    for c in $(pgrep -P "$p" 2>/dev/null || true); do desc_pids "$c"; done
-}
-# shellcheck disable=SC2046
-tree_snapshot() { snapshot $(desc_pids "$1"); }
-# shellcheck disable=SC2046
-db_snapshot() { snapshot $(db_pids); }
-
-start_redis() {
-    local port i
-    port=$(free_port)
-    "${NICE[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-        --protected-mode yes --maxclients 20000 >"$OUT_DIR/redis-$port.log" 2>&1 &
-    REDIS_PID=$!
-    PIDS+=("$REDIS_PID")
-    REDIS_URL="redis://127.0.0.1:$port"
-    for i in $(seq 1 100); do
-        [[ "$(redis-cli -p "$port" PING 2>/dev/null)" == PONG ]] && return 0
-        sleep 0.1
-    done
-    die "redis-server on port $port did not answer"
-}
-stop_redis() { stop_pid "$REDIS_PID"; forget_pid "$REDIS_PID"; }
-
-# start_serve LOGFILE ENV...: one `coop serve`; sets SRV_PID, SRV_URL, SRV_PORT.
-start_serve() {
-    local logfile=$1
-    shift
-    SRV_PORT=$(free_port)
-    SRV_URL="http://127.0.0.1:$SRV_PORT"
-    "${NICE[@]}" env "${OWN_ENV[@]}" "$@" COOP_LISTEN="127.0.0.1:$SRV_PORT" COOP_LOG=json RUST_LOG=warn \
-        "$COOP_BIN" serve >"$logfile" 2>&1 &
-    SRV_PID=$!
-    PIDS+=("$SRV_PID")
-    wait_http "$SRV_URL/health" "$SRV_PID" "$logfile"
-}
-stop_serve() { stop_pid "$SRV_PID"; forget_pid "$SRV_PID"; }
 
 # start_worker LOGFILE ENV...: one `coop worker`; sets WORKER_PID.
 start_worker() {
@@ -224,18 +184,6 @@ start_cluster() {
     mapfile -t INSTANCE_PIDS < <(for p in $(desc_pids "$CLUSTER_PID"); do
         tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q ' serve' && echo "$p"; done)
 }
-stop_cluster() { stop_pid "$CLUSTER_PID"; forget_pid "$CLUSTER_PID"; }
-
-fresh_pg() {
-    local db
-    db="coop_users_$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
-    psql -d postgres -qAt -c "CREATE DATABASE \"$db\" TEMPLATE \"$1\"" >/dev/null || return 1
-    PG_DBS+=("$db")
-    echo "$db"
-}
-drop_pg() { psql -d postgres -qAt -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true; }
-
-jf() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); v=$2; print('' if v is None else v)" "$1"; }
 
 # --------------------------------------------------------------- seeding ----
 # seed_into LABEL LOGFILE STATE ENV...: start `coop serve` with ENV, seed it, stop it.
@@ -336,7 +284,7 @@ run_users() {
             ;;
         pg1)
             db=$(fresh_pg "$PG_TEMPLATE") || return 1
-            start_redis
+            start_redis --maxclients 20000
             local url="postgres://$PGUSER@$PGHOST:$PGPORT/$db"
             start_serve "$OUT_DIR/$slug.log" COOP_DATABASE_URL="$url" COOP_REDIS_URL="$REDIS_URL" "${extra[@]}" \
                 || { stop_redis; return 1; }
@@ -348,7 +296,7 @@ run_users() {
         pg*)
             local n=${setup#pg}
             db=$(fresh_pg "$PG_TEMPLATE") || return 1
-            start_redis
+            start_redis --maxclients 20000
             start_cluster "$n" "postgres://$PGUSER@$PGHOST:$PGPORT/$db" "$REDIS_URL" \
                 "$OUT_DIR/$slug.log" "$OUT_DIR/$slug.cluster" || { stop_redis; return 1; }
             server_pids=("${INSTANCE_PIDS[@]}")
@@ -495,7 +443,7 @@ if ((need_pg)); then
         psql -d postgres -qAt -c "DROP DATABASE IF EXISTS \"$PG_TEMPLATE\"" >/dev/null
         psql -d postgres -qAt -c "CREATE DATABASE \"$PG_TEMPLATE\"" >/dev/null || die "CREATE DATABASE failed"
         [[ "${REUSE_SEED:-0}" == 1 ]] || PG_DBS+=("$PG_TEMPLATE")
-        start_redis
+        start_redis --maxclients 20000
         seed_into postgres "$OUT_DIR/seed-postgres.log" "$OUT_DIR/state-postgres.json" \
             COOP_DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$PG_TEMPLATE" COOP_REDIS_URL="$REDIS_URL" \
             || die "seeding PostgreSQL failed (see $OUT_DIR/seed-postgres.*)"
