@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::http::Api;
 use crate::seed::WEEKDAYS;
-use crate::util::{Result, Rng, fail, own_cpu_ticks};
+use crate::util::{Result, Rng, fail, max_ms, own_cpu_ticks, quantile_ms};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -115,19 +115,13 @@ impl Stats {
     }
 
     fn summary(&self) -> Value {
-        let q = |p: f64| {
-            if self.hist.is_empty() {
-                Value::Null
-            } else {
-                json!(self.hist.value_at_quantile(p) as f64 / 1000.0)
-            }
-        };
+        let q = |p: f64| quantile_ms(&self.hist, p);
         json!({
             "sent": self.sent, "ok": self.ok,
             "errors": self.errors.values().sum::<u64>(), "errors_by_kind": self.errors,
             "error_samples": self.samples,
             "p50_ms": q(0.50), "p90_ms": q(0.90), "p99_ms": q(0.99), "p999_ms": q(0.999),
-            "max_ms": if self.hist.is_empty() { Value::Null } else { json!(self.hist.max() as f64 / 1000.0) },
+            "max_ms": max_ms(&self.hist),
         })
     }
 }

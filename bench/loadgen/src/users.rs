@@ -48,7 +48,7 @@ use tokio::time::Instant;
 
 use crate::http::{Api, check_loopback};
 use crate::seed::{COORDINATOR_PASSWORD, WEEKDAYS};
-use crate::util::{Result, Rng, fail, own_cpu_ticks};
+use crate::util::{Result, Rng, fail, max_ms, own_cpu_ticks, quantile_ms};
 
 #[derive(Args)]
 pub struct UsersArgs {
@@ -160,19 +160,13 @@ impl Stats {
     }
 
     fn summary(&self) -> Value {
-        let q = |p: f64| {
-            if self.hist.is_empty() {
-                Value::Null
-            } else {
-                json!(self.hist.value_at_quantile(p) as f64 / 1000.0)
-            }
-        };
+        let q = |p: f64| quantile_ms(&self.hist, p);
         json!({
             "ok": self.ok,
             "errors": self.errors.values().sum::<u64>(),
             "errors_by_kind": self.errors,
             "p50_ms": q(0.50), "p95_ms": q(0.95), "p99_ms": q(0.99), "p999_ms": q(0.999),
-            "max_ms": if self.hist.is_empty() { Value::Null } else { json!(self.hist.max() as f64 / 1000.0) },
+            "max_ms": max_ms(&self.hist),
         })
     }
 }
@@ -631,13 +625,7 @@ pub async fn users(args: UsersArgs) -> Result<ExitCode> {
     }
     let connects = shared.connects.lock().unwrap();
     let from_send = shared.from_send.lock().unwrap();
-    let ms = |h: &Histogram<u64>, p: f64| {
-        if h.is_empty() {
-            Value::Null
-        } else {
-            json!(h.value_at_quantile(p) as f64 / 1000.0)
-        }
-    };
+    let ms = quantile_ms;
     let sent = all.ok + all.errors.values().sum::<u64>();
     let summary = json!({
         "users": args.users,

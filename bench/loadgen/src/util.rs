@@ -2,6 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -93,6 +96,25 @@ pub fn rfc3339(unix: i64) -> String {
         secs / 60 % 60,
         secs % 60
     )
+}
+
+/// The value at quantile `q` of a histogram of microseconds, in ms; null
+/// when it is empty (a JSON summary's latency field).
+pub fn quantile_ms(hist: &Histogram<u64>, q: f64) -> Value {
+    if hist.is_empty() {
+        Value::Null
+    } else {
+        json!(hist.value_at_quantile(q) as f64 / 1000.0)
+    }
+}
+
+/// The largest value of a histogram of microseconds, in ms; null when empty.
+pub fn max_ms(hist: &Histogram<u64>) -> Value {
+    if hist.is_empty() {
+        Value::Null
+    } else {
+        json!(hist.max() as f64 / 1000.0)
+    }
 }
 
 #[cfg(test)]
